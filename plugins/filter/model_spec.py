@@ -1,0 +1,71 @@
+# -*- coding: utf-8 -*-
+# Copyright: homelab.gpu_stack contributors
+# Apache License 2.0 (see LICENSE)
+"""Filters that hand the normalised model and tier specs to roles and templates."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+name: model_specs
+short_description: Normalised model specs of the GPU workers
+description:
+  - Collects C(gpu_stack_models) from every host given, validates each against
+    the one model spec shape and fills its defaults (served name, node, cache).
+  - Fails naming the variable path on a bad field, a duplicate name or served name.
+positional: _input, hosts
+options:
+  _input:
+    description: C(hostvars).
+    type: dict
+    required: true
+  hosts:
+    description: The host names whose models to collect (normally C(groups['gpu_workers'])).
+    type: list
+    elements: str
+    required: true
+"""
+
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.homelab.gpu_stack.plugins.module_utils.model_spec import (
+    SpecError, collect_models, normalize_tiers, public, route_models, tier_chain)
+
+
+def _wrap(func, *args):
+    try:
+        return func(*args)
+    except SpecError as exc:
+        raise AnsibleFilterError(str(exc))
+
+
+def model_specs(hostvars, hosts):
+    return [public(m) for m in _wrap(collect_models, hostvars, hosts)]
+
+
+def tier_specs(tiers):
+    """Tiers as a dict by name, each with its ``chain`` of tier names."""
+    def build():
+        normal = normalize_tiers(tiers)
+        return dict((name, dict(public(t), chain=tier_chain(normal, name)))
+                    for name, t in normal.items())
+    return _wrap(build)
+
+
+def model_routes(models, tiers):
+    """{model name: [tier names]} in fallback order; fails on a model routed nowhere."""
+    def build():
+        normal = normalize_tiers(tiers)
+        specs = [dict(m, _where="model %s" % m["name"]) for m in models]
+        return route_models(specs, normal)
+    return _wrap(build)
+
+
+class FilterModule(object):
+    def filters(self):
+        return {
+            "model_specs": model_specs,
+            "tier_specs": tier_specs,
+            "model_routes": model_routes,
+        }

@@ -1,0 +1,246 @@
+# -*- coding: utf-8 -*-
+# Copyright: homelab.gpu_stack contributors
+# Apache License 2.0 (see LICENSE)
+"""The one definition of the model spec and the gateway tier shapes.
+
+Every consumer (preflight, the VRAM planner, the vLLM role, the gateway) gets
+its models from ``normalize_models`` and its tiers from ``normalize_tiers``;
+nothing else parses the raw inventory. ``MODEL_OPTIONS`` / ``TIER_OPTIONS``
+are Ansible argument-spec dicts; ``roles/preflight/meta/argument_specs.yml``
+carries the same options (tests/unit/test_argument_specs_sync.py keeps the two
+in step).
+
+Errors name the inventory variable path and what is wrong, so a user can fix
+the inventory without reading Python.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import re
+
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+HF_REPO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+QUANTIZATIONS = ["awq", "awq_marlin", "gptq", "gptq_marlin", "fp8", "bitsandbytes",
+                 "compressed-tensors", "gguf"]
+DTYPES = ["auto", "bfloat16", "float16", "float32"]
+CACHE_KINDS = ["hostPath", "pvc"]
+TIER_KINDS = ["gpu", "cpu", "cloud"]
+TIER_PROVIDERS = {
+    "gpu": ["hosted_vllm"],
+    "cpu": ["ollama_chat", "openai_compatible"],
+    "cloud": ["openai"],
+}
+
+SHAPE_OPTIONS = {
+    "num_layers": {"type": "int"},
+    "num_attention_heads": {"type": "int"},
+    "num_kv_heads": {"type": "int"},
+    "head_dim": {"type": "int"},
+    "hidden_size": {"type": "int"},
+    "params_b": {"type": "float"},
+    "max_position_embeddings": {"type": "int"},
+}
+
+CACHE_OPTIONS = {
+    "kind": {"type": "str", "default": "hostPath", "choices": CACHE_KINDS},
+    "path": {"type": "str", "default": "/var/lib/gpu-stack/models"},
+    "size_gib": {"type": "float"},
+    "storage_class": {"type": "str"},
+}
+
+MODEL_OPTIONS = {
+    "name": {"type": "str", "required": True},
+    "source": {"type": "str", "required": True},
+    "revision": {"type": "str", "default": "main"},
+    "served_name": {"type": "str"},
+    "quantization": {"type": "str", "choices": QUANTIZATIONS},
+    "dtype": {"type": "str", "default": "auto", "choices": DTYPES},
+    "tokenizer": {"type": "str"},
+    "context_length": {"type": "raw", "default": "auto"},
+    "tensor_parallel_size": {"type": "int", "default": 1},
+    "node": {"type": "str"},
+    "cache": {"type": "dict", "default": {}, "options": CACHE_OPTIONS},
+    "extra_args": {"type": "dict", "default": {}},
+    "modes": {"type": "list", "elements": "str", "default": []},
+    "tier": {"type": "str", "default": "gpu"},
+    "shape": {"type": "dict", "options": SHAPE_OPTIONS},
+}
+
+TIER_OPTIONS = {
+    "name": {"type": "str", "required": True},
+    "kind": {"type": "str", "required": True, "choices": TIER_KINDS},
+    "provider": {"type": "str"},
+    "api_base": {"type": "str"},
+    "model": {"type": "str"},
+    "api_key": {"type": "str", "no_log": True},
+    "fallback": {"type": "str"},
+    "timeout_s": {"type": "float", "default": 3.0},
+}
+
+GPU_OPTIONS = {
+    "model": {"type": "str", "required": True},
+    "vram_mib": {"type": "int", "required": True},
+    "count": {"type": "int", "default": 1},
+}
+
+
+class SpecError(ValueError):
+    """Raised with a message that names the offending variable."""
+
+
+def _validate(options, value, where):
+    if not isinstance(value, dict):
+        raise SpecError("%s: must be a mapping, got %s" % (where, type(value).__name__))
+    result = ArgumentSpecValidator(options).validate(value)
+    if result.error_messages:
+        raise SpecError("%s: %s" % (where, "; ".join(sorted(result.error_messages))))
+    return result.validated_parameters
+
+
+def normalize_gpu(value, host):
+    where = "gpu_stack_gpu on host %s" % host
+    gpu = _validate(GPU_OPTIONS, value, where)
+    if gpu["vram_mib"] <= 0:
+        raise SpecError("%s.vram_mib: must be positive, got %d" % (where, gpu["vram_mib"]))
+    if gpu["count"] < 1:
+        raise SpecError("%s.count: must be at least 1, got %d" % (where, gpu["count"]))
+    return gpu
+
+
+def normalize_model(value, host, index):
+    """Validate one raw model spec listed on ``host``; fill the defaults."""
+    where = "gpu_stack_models[%d] on host %s" % (index, host)
+    model = _validate(MODEL_OPTIONS, value, where)
+    name = model["name"]
+    if not DNS_LABEL.match(name) or len(name) > 50:
+        raise SpecError("%s.name: %r must be a lowercase DNS label of at most 50 characters "
+                        "(letters, digits, '-'), it names Kubernetes objects" % (where, name))
+    source = model["source"]
+    if not (source.startswith("/") or HF_REPO.match(source)):
+        raise SpecError("%s.source: %r is neither a Hugging Face repo id (org/name) "
+                        "nor an absolute local path" % (where, source))
+    ctx = model["context_length"]
+    if ctx != "auto":
+        if isinstance(ctx, bool) or not isinstance(ctx, int) or ctx < 1:
+            raise SpecError("%s.context_length: must be a positive integer or 'auto', got %r"
+                            % (where, ctx))
+    if model["tensor_parallel_size"] < 1:
+        raise SpecError("%s.tensor_parallel_size: must be at least 1, got %d"
+                        % (where, model["tensor_parallel_size"]))
+    if model["node"] is None:
+        model["node"] = host
+    elif model["node"] != host:
+        raise SpecError("%s.node: %r differs from the host that lists the model; list it "
+                        "under the host that serves it" % (where, model["node"]))
+    if model["served_name"] is None:
+        model["served_name"] = name
+    for key in model["extra_args"]:
+        if key.startswith("-"):
+            raise SpecError("%s.extra_args: write flag names without dashes (%r)" % (where, key))
+    model["extra_args"] = dict(sorted(model["extra_args"].items()))
+    model["_where"] = where
+    return model
+
+
+def collect_models(hostvars, hosts):
+    """All models of ``hosts`` (the gpu_workers), normalised, in inventory order.
+
+    Raises SpecError on a bad field, a duplicate name or served name.
+    """
+    models = []
+    seen_name, seen_served = {}, {}
+    for host in hosts:
+        raw = (hostvars.get(host) or {}).get("gpu_stack_models") or []
+        if not isinstance(raw, list):
+            raise SpecError("gpu_stack_models on host %s: must be a list, got %s"
+                            % (host, type(raw).__name__))
+        for index, item in enumerate(raw):
+            model = normalize_model(item, host, index)
+            if model["name"] in seen_name:
+                raise SpecError("%s.name: %r is already used by %s"
+                                % (model["_where"], model["name"], seen_name[model["name"]]))
+            if model["served_name"] in seen_served:
+                raise SpecError("%s.served_name: %r is already served by %s"
+                                % (model["_where"], model["served_name"],
+                                   seen_served[model["served_name"]]))
+            seen_name[model["name"]] = model["_where"]
+            seen_served[model["served_name"]] = model["_where"]
+            models.append(model)
+    return models
+
+
+def normalize_tiers(value):
+    """Validate the gateway tiers; return them in chain order from the gpu tier.
+
+    Each tier names the tier it falls back to; the chain must be acyclic and
+    every name it mentions must exist.
+    """
+    if not isinstance(value, list) or not value:
+        raise SpecError("gpu_stack_tiers: must be a non-empty list of tiers")
+    tiers = {}
+    for index, item in enumerate(value):
+        where = "gpu_stack_tiers[%d]" % index
+        tier = _validate(TIER_OPTIONS, item, where)
+        if tier["name"] in tiers:
+            raise SpecError("%s.name: %r is defined twice" % (where, tier["name"]))
+        providers = TIER_PROVIDERS[tier["kind"]]
+        if tier["provider"] is None:
+            tier["provider"] = providers[0]
+        elif tier["provider"] not in providers:
+            raise SpecError("%s.provider: %r is not valid for a %s tier (one of %s)"
+                            % (where, tier["provider"], tier["kind"], ", ".join(providers)))
+        if tier["kind"] != "gpu" and not tier["model"]:
+            raise SpecError("%s.model: a %s tier needs the backend model name"
+                            % (where, tier["kind"]))
+        if tier["kind"] == "cloud" and not tier["api_key"]:
+            raise SpecError("%s.api_key: the cloud tier %r has no API key (put it in the vault)"
+                            % (where, tier["name"]))
+        if tier["kind"] == "cpu" and not tier["api_base"]:
+            raise SpecError("%s.api_base: the cpu tier %r needs the URL of its server"
+                            % (where, tier["name"]))
+        if tier["timeout_s"] <= 0:
+            raise SpecError("%s.timeout_s: must be positive, got %s" % (where, tier["timeout_s"]))
+        tier["_where"] = where
+        tiers[tier["name"]] = tier
+    for tier in tiers.values():
+        if tier["fallback"] is not None and tier["fallback"] not in tiers:
+            raise SpecError("%s.fallback: names tier %r, which does not exist (tiers: %s)"
+                            % (tier["_where"], tier["fallback"], ", ".join(tiers)))
+    return tiers
+
+
+def tier_chain(tiers, start):
+    """The tier names visited from ``start`` following ``fallback``; rejects cycles."""
+    chain = []
+    name = start
+    while name is not None:
+        if name in chain:
+            raise SpecError("gpu_stack_tiers: the fallback chain %s -> %s is a cycle"
+                            % (" -> ".join(chain), name))
+        chain.append(name)
+        name = tiers[name]["fallback"]
+    return chain
+
+
+def route_models(models, tiers):
+    """Each model's fallback chain of tier names; every model must reach a tier."""
+    routes = {}
+    for model in models:
+        if model["tier"] not in tiers:
+            raise SpecError("%s.tier: %r is not a tier (tiers: %s)"
+                            % (model["_where"], model["tier"], ", ".join(tiers)))
+        if tiers[model["tier"]]["kind"] != "gpu":
+            raise SpecError("%s.tier: %r is a %s tier; models served by vLLM enter at a gpu tier"
+                            % (model["_where"], model["tier"], tiers[model["tier"]]["kind"]))
+        routes[model["name"]] = tier_chain(tiers, model["tier"])
+    return routes
+
+
+def public(spec):
+    """A copy without the private bookkeeping keys (for templates and output)."""
+    return dict((k, v) for k, v in spec.items() if not k.startswith("_"))

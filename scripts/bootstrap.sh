@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs what the demo and the suite need, once; a second run only checks.
+# The venv lives in a cache keyed by the hash of the pinned requirements, so a
+# change to the pins builds a new one and an unchanged tree reuses it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+
+need_apt=()
+for cmd in podman:podman debootstrap:debootstrap runc:runc netavark:/usr/lib/podman/netavark; do
+  bin=${cmd#*:}; pkg=${cmd%%:*}
+  if [[ $bin == /* ]]; then [[ -x $bin ]] || need_apt+=("$pkg"); else command -v "$bin" >/dev/null || need_apt+=("$pkg"); fi
+done
+if ((${#need_apt[@]})); then
+  log "apt: installing ${need_apt[*]} aardvark-dns conmon iptables uidmap"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" aardvark-dns conmon iptables uidmap >/dev/null
+fi
+
+venv=$(venv_path dev requirements/dev.txt)
+if [[ ! -f $venv/.complete ]]; then
+  log "venv: building $venv"
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --upgrade pip
+  "$venv/bin/pip" install -q -r requirements/dev.txt
+  touch "$venv/.complete"
+fi
+ln -sfn "$venv" .venv
+
+# Resolve homelab.gpu_stack.* from this checkout.
+mkdir -p .ansible/collections/ansible_collections/homelab
+ln -sfn "$PWD" .ansible/collections/ansible_collections/homelab/gpu_stack
+log "bootstrap: ready ($venv)"

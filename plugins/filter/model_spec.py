@@ -29,6 +29,7 @@ options:
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.homelab.gpu_stack.plugins.module_utils.inventory import check_inventory
 from ansible_collections.homelab.gpu_stack.plugins.module_utils.model_spec import (
     SpecError, collect_models, normalize_tiers, public, route_models, tier_chain)
 
@@ -62,10 +63,16 @@ def model_routes(models, tiers):
     return _wrap(build)
 
 
+def inventory_check(hostvars, groups, modes, active_mode, tiers):
+    """The whole inventory validated and normalised (models, gpus, tiers, routes)."""
+    return _wrap(check_inventory, hostvars, groups, modes, active_mode, tiers)
+
+
 class FilterModule(object):
     def filters(self):
         return {
             "model_specs": model_specs,
             "tier_specs": tier_specs,
             "model_routes": model_routes,
+            "inventory_check": inventory_check,
         }

@@ -1,0 +1,116 @@
+# -*- coding: utf-8 -*-
+# Copyright: homelab.gpu_stack contributors
+# Apache License 2.0 (see LICENSE)
+"""Cross-field checks over the whole inventory, run once before anything changes.
+
+Per-field checks live with the shapes in model_spec.py; what needs several
+hosts or several variables at once (groups, GPU counts, modes, routes) lives
+here. ``check_inventory`` returns the normalised view every later stage uses.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from ansible_collections.homelab.gpu_stack.plugins.module_utils.model_spec import (
+    SpecError, collect_models, normalize_gpu, normalize_tiers, public, route_models)
+
+K3S_GROUPS = ("k3s_servers", "k3s_agents")
+
+
+def _group(groups, name):
+    return list(groups.get(name) or [])
+
+
+def check_groups(groups):
+    servers = _group(groups, "k3s_servers")
+    if not servers:
+        raise SpecError("k3s_servers: the group has no host; one host (or three for HA) "
+                        "must run the k3s server")
+    members = set(servers) | set(_group(groups, "k3s_agents"))
+    for host in _group(groups, "gpu_workers"):
+        if host not in members:
+            raise SpecError("gpu_workers: host %s is not in k3s_servers or k3s_agents, so k3s "
+                            "would never run on it; add it to one of them" % host)
+
+
+def check_gpus(hostvars, groups):
+    gpus = {}
+    for host in _group(groups, "gpu_workers"):
+        raw = (hostvars.get(host) or {}).get("gpu_stack_gpu")
+        if raw is None:
+            raise SpecError("gpu_stack_gpu on host %s: a GPU worker must describe its card "
+                            "({model, vram_mib, count})" % host)
+        gpus[host] = normalize_gpu(raw, host)
+    return gpus
+
+
+def check_models_hosts(hostvars, groups):
+    workers = set(_group(groups, "gpu_workers"))
+    for host in sorted(hostvars):
+        if host not in workers and (hostvars.get(host) or {}).get("gpu_stack_models"):
+            raise SpecError("gpu_stack_models on host %s: the host is not in gpu_workers, "
+                            "so nothing would serve these models" % host)
+
+
+def check_modes(models, modes, active):
+    if not isinstance(modes, list) or not all(isinstance(m, str) for m in modes) or not modes:
+        raise SpecError("gpu_stack_gpu_modes: must be a non-empty list of mode names")
+    if active not in modes:
+        raise SpecError("gpu_stack_gpu_mode: %r is not one of gpu_stack_gpu_modes (%s)"
+                        % (active, ", ".join(modes)))
+    for model in models:
+        for mode in model["modes"]:
+            if mode not in modes:
+                raise SpecError("%s.modes: %r is not one of gpu_stack_gpu_modes (%s)"
+                                % (model["_where"], mode, ", ".join(modes)))
+
+
+def check_capacity(models, gpus, modes):
+    """GPU count per model, and the GPUs of a node never over-committed in one mode.
+
+    A model with no modes is served in every mode.
+    """
+    for model in models:
+        gpu = gpus[model["node"]]
+        if model["tensor_parallel_size"] > gpu["count"]:
+            raise SpecError("%s.tensor_parallel_size: %d GPUs asked, host %s has %d"
+                            % (model["_where"], model["tensor_parallel_size"], model["node"],
+                               gpu["count"]))
+    for mode in modes:
+        by_node = {}
+        for model in models:
+            if not model["modes"] or mode in model["modes"]:
+                by_node.setdefault(model["node"], []).append(model)
+        for node, group in sorted(by_node.items()):
+            want = sum(m["tensor_parallel_size"] for m in group)
+            if want > gpus[node]["count"]:
+                raise SpecError("gpu_stack_models on host %s: %s need %d GPUs together in mode "
+                                "%r, the host has %d; give them different modes"
+                                % (node, " and ".join(m["name"] for m in group), want, mode,
+                                   gpus[node]["count"]))
+
+
+def check_inventory(hostvars, groups, modes, active_mode, tiers):
+    """Validate the inventory as a whole; return its normalised view.
+
+    ``hostvars`` maps host -> its variables (only gpu_stack_gpu and
+    gpu_stack_models are read). Raises SpecError with the variable path.
+    """
+    check_groups(groups)
+    check_models_hosts(hostvars, groups)
+    gpus = check_gpus(hostvars, groups)
+    models = collect_models(hostvars, _group(groups, "gpu_workers"))
+    check_modes(models, modes, active_mode)
+    check_capacity(models, gpus, modes)
+    tier_map = normalize_tiers(tiers)
+    routes = route_models(models, tier_map)
+    return {
+        "models": [public(m) for m in models],
+        "gpus": gpus,
+        "tiers": dict((name, dict((k, v) for k, v in public(t).items() if k != "api_key"))
+                      for name, t in tier_map.items()),
+        "routes": routes,
+        "modes": modes,
+        "active_mode": active_mode,
+    }

@@ -18,6 +18,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import copy
 import re
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
@@ -96,7 +97,8 @@ class SpecError(ValueError):
 def _validate(options, value, where):
     if not isinstance(value, dict):
         raise SpecError("%s: must be a mapping, got %s" % (where, type(value).__name__))
-    result = ArgumentSpecValidator(options).validate(value)
+    # The validator fills nested defaults into the spec dicts it is given.
+    result = ArgumentSpecValidator(copy.deepcopy(options)).validate(copy.deepcopy(value))
     if result.error_messages:
         raise SpecError("%s: %s" % (where, "; ".join(sorted(result.error_messages))))
     return result.validated_parameters

@@ -1,0 +1,11 @@
+"""Make ansible_collections.homelab.gpu_stack importable from the checkout."""
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+COLLECTIONS = ROOT / ".ansible" / "collections"
+if not (COLLECTIONS / "ansible_collections" / "homelab" / "gpu_stack").exists():
+    raise RuntimeError("run scripts/bootstrap.sh first: it links the checkout into %s" % COLLECTIONS)
+if str(COLLECTIONS) not in sys.path:
+    sys.path.insert(0, str(COLLECTIONS))

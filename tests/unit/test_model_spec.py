@@ -1,0 +1,65 @@
+"""The model spec and tier shapes: defaults, normalisation, routing."""
+
+import pytest
+from ansible_collections.homelab.gpu_stack.plugins.module_utils import model_spec as ms
+from ansible_collections.homelab.gpu_stack.plugins.module_utils.inventory import check_inventory
+
+TIERS = [
+    {"name": "gpu", "kind": "gpu", "fallback": "cpu"},
+    {"name": "cpu", "kind": "cpu", "api_base": "http://cpu:11434", "model": "llama3.2:3b",
+     "provider": "ollama_chat", "fallback": "cloud"},
+    {"name": "cloud", "kind": "cloud", "model": "gpt-4o-mini", "api_key": "sk-x"},
+]
+
+
+def test_model_defaults_are_filled():
+    m = ms.normalize_model({"name": "llama-8b", "source": "org/llama"}, "nuc", 0)
+    assert m["served_name"] == "llama-8b"
+    assert m["node"] == "nuc"
+    assert m["revision"] == "main"
+    assert m["context_length"] == "auto"
+    assert m["tensor_parallel_size"] == 1
+    assert m["cache"] == {"kind": "hostPath", "path": "/var/lib/gpu-stack/models",
+                          "size_gib": None, "storage_class": None}
+    assert m["tier"] == "gpu"
+
+
+def test_extra_args_are_sorted_for_stable_output():
+    m = ms.normalize_model({"name": "a", "source": "/models/a",
+                            "extra_args": {"z-flag": 1, "a-flag": 2}}, "h", 0)
+    assert list(m["extra_args"]) == ["a-flag", "z-flag"]
+
+
+def test_unknown_field_is_refused_with_its_path():
+    with pytest.raises(ms.SpecError, match=r"gpu_stack_models\[0\] on host h: .*contex_length"):
+        ms.normalize_model({"name": "a", "source": "o/a", "contex_length": 5}, "h", 0)
+
+
+def test_tier_chain_follows_fallbacks():
+    tiers = ms.normalize_tiers(TIERS)
+    assert ms.tier_chain(tiers, "gpu") == ["gpu", "cpu", "cloud"]
+    assert tiers["gpu"]["provider"] == "hosted_vllm"
+
+
+def test_cpu_tier_rejects_cloud_provider():
+    bad = [dict(TIERS[1], provider="openai", fallback=None)]
+    with pytest.raises(ms.SpecError, match="not valid for a cpu tier"):
+        ms.normalize_tiers(bad)
+
+
+def test_check_inventory_returns_the_normalised_view_without_keys():
+    hostvars = {
+        "srv": {},
+        "nuc": {"gpu_stack_gpu": {"model": "RTX 3060", "vram_mib": 12288},
+                "gpu_stack_models": [
+                    {"name": "llama-8b", "source": "org/llama", "modes": ["ml"]},
+                    {"name": "r1", "source": "org/r1", "modes": ["r1"]},
+                ]},
+    }
+    groups = {"k3s_servers": ["srv"], "k3s_agents": ["nuc"], "gpu_workers": ["nuc"]}
+    view = check_inventory(hostvars, groups, ["ml", "r1", "gaming"], "ml", TIERS)
+    assert [m["name"] for m in view["models"]] == ["llama-8b", "r1"]
+    assert view["routes"] == {"llama-8b": ["gpu", "cpu", "cloud"], "r1": ["gpu", "cpu", "cloud"]}
+    assert view["gpus"]["nuc"]["count"] == 1
+    assert all("api_key" not in t for t in view["tiers"].values())
+    assert all(not k.startswith("_") for m in view["models"] for k in m)

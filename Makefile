@@ -1,0 +1,47 @@
+# The two commands a newcomer needs: `make demo` and `make test` (README.md).
+# Everything installed is pinned and cached under ~/.cache/homelab-gpu-stack.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+.PHONY: help bootstrap demo test lint sanity unit molecule image sandbox-down clean clean-cache
+
+help:
+	@echo "make demo      start the sandbox nodes and run playbooks/site.yml against them"
+	@echo "make test      the whole suite CI runs (scripts/test.sh; parts: scripts/test.sh --list)"
+	@echo "make lint | sanity | unit | molecule   one group of parts"
+	@echo "make bootstrap install what the others need (idempotent, cached)"
+	@echo "make clean     remove the sandbox and build outputs; clean-cache also the caches"
+
+bootstrap:
+	scripts/bootstrap.sh
+
+demo: bootstrap
+	scripts/demo.sh
+
+test: bootstrap
+	scripts/test.sh
+
+lint: bootstrap
+	scripts/test.sh ansible-lint yamllint ruff
+
+sanity: bootstrap
+	scripts/test.sh sanity
+
+unit: bootstrap
+	scripts/test.sh pytest-unit
+
+molecule: bootstrap
+	scripts/test.sh 'molecule*'
+
+image:
+	images/build.sh
+
+sandbox-down:
+	scripts/sandbox.sh down
+
+clean: sandbox-down
+	rm -rf build tests/output .pytest_cache .ruff_cache
+
+# Also the venvs, the node image, its rootfs tarball and the Podman store.
+clean-cache: clean
+	. scripts/podman-env.sh && podman system reset --force >/dev/null
+	. scripts/lib.sh && rm -rf "$$GPU_STACK_CACHE" .venv

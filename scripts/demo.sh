@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# `make demo` (after bootstrap): start the sandbox nodes of inventories/local
+# and run the main job, playbooks/site.yml, against them; then say what
+# happened and what to try next.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+. scripts/podman-env.sh main
+export PATH=$PWD/.venv/bin:$PATH
+start=$SECONDS
+
+image=$(images/build.sh)
+scripts/sandbox.sh up >/dev/null
+log "demo: sandbox up ($image)"
+
+log "demo: ansible-playbook playbooks/site.yml -i inventories/local"
+ansible-playbook playbooks/site.yml -i inventories/local "$@"
+
+cat <<MSG
+
+== gpu_stack demo: done in $((SECONDS - start)) s ==
+What ran:
+  - node image $image (Debian 12 + systemd, built by images/build.sh, cached)
+  - sandbox nodes from inventories/local, as Podman containers:
+$(scripts/sandbox.sh status | sed 's/^/      /')
+  - playbooks/site.yml against them: preflight validated the inventory (models,
+    GPUs, tiers, modes) and checked every node (OS, disk, kernel modules, swap,
+    time sync) before anything changed.
+
+Try next:
+  scripts/sandbox.sh shell gs-gpu               # look around a node
+  scripts/sandbox.sh run ansible-playbook playbooks/site.yml -i inventories/local
+                                                # run it again: nothing changes
+  scripts/sandbox.sh run ansible-inventory -i inventories/local --graph
+  edit inventories/local/host_vars/gs-gpu.yml (e.g. a second model with the
+    same served_name) and re-run: preflight stops, naming the variable
+  make test                                     # the suite CI runs
+  scripts/sandbox.sh down                       # remove the sandbox
+MSG

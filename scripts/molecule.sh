@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Runs one Molecule scenario's full sequence (create, prepare, converge,
+# idempotence, verify, destroy):  scripts/molecule.sh [SCENARIO] [molecule args]
+# The run gets its own id, Podman store and Molecule ephemeral folder, so it
+# can run beside the sandbox (same node names) and beside other runs. Its
+# containers carry homelab.gpu_stack.test=1 and homelab.gpu_stack.run=<id> and
+# are removed on exit, also when the scenario fails or is interrupted.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+export PATH=$PWD/.venv/bin:$PATH
+scenario=${1:-default}; shift || true
+
+GPU_STACK_NODE_IMAGE=$(images/build.sh)
+run_id=mol-$scenario-$(date +%s)-$$
+. scripts/podman-env.sh "$run_id"
+export GPU_STACK_NODE_IMAGE GPU_STACK_RUN_ID=$run_id
+export MOLECULE_EPHEMERAL_DIRECTORY=$GPU_STACK_CACHE/molecule/$run_id
+export MOLECULE_GLOB='molecule/*/molecule.yml'
+export ANSIBLE_FORCE_COLOR=${ANSIBLE_FORCE_COLOR:-0}
+
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  set +e
+  podman ps -aq --filter label=homelab.gpu_stack.run="$run_id" | xargs -r podman rm -f -t 0 >/dev/null 2>&1 || true
+  podman network rm -f "gs-molecule-$run_id" >/dev/null 2>&1 || true
+  local left
+  left=$(podman ps -aq --filter label=homelab.gpu_stack.run="$run_id" 2>/dev/null | wc -l)
+  ((left == 0)) || log "molecule: $left container(s) of $run_id left behind"
+  gpu_stack_podman_drop "$run_id"
+  rm -rf "$MOLECULE_EPHEMERAL_DIRECTORY"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+log "molecule: scenario $scenario, run $run_id, image $GPU_STACK_NODE_IMAGE"
+molecule test -s "$scenario" "$@"

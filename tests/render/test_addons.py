@@ -1,0 +1,345 @@
+# Copyright: homelab.gpu_stack contributors
+# Apache License 2.0 (see LICENSE)
+"""Render tests for the gpu_addons objects.
+
+The role's own tasks build the objects from the inventories (no cluster);
+HelmCharts are checked against helm-controller's CRD schema, core objects
+against the Kubernetes OpenAPI schema of the pinned k3s (kubernetes-validate,
+strict), then what the objects mean is checked: the NetworkPolicy, the
+taint/toleration pairing with the k3s roles, time-slicing, TLS, dashboard.
+"""
+
+import base64
+import copy
+import json
+import os
+import re
+import stat
+import subprocess
+import sys
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+from cryptography import x509
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+FIXTURES = os.path.join(ROOT, "tests", "render", "fixtures")
+PLAYBOOK = os.path.join(FIXTURES, "addons-render.yml")
+ANSIBLE_PLAYBOOK = os.path.join(ROOT, ".venv", "bin", "ansible-playbook")
+
+
+def _yaml(path):
+    with open(os.path.join(ROOT, path)) as handle:
+        return yaml.safe_load(handle)
+
+
+def k8s_version():
+    """Kubernetes version of the pinned k3s (v1.33.5+k3s1 -> 1.33.0)."""
+    version = _yaml("roles/k3s/defaults/main.yml")["k3s_version"]
+    major, minor = re.match(r"^v(\d+)\.(\d+)\.", version).groups()
+    return "%s.%s.0" % (major, minor)
+
+
+def render(tmp_path, inventory="inventories/local", extra=None, expect_ok=True):
+    out = tmp_path / "addons.json"
+    args = [ANSIBLE_PLAYBOOK, PLAYBOOK, "-i", inventory,
+            "-e", json.dumps(dict({"addons_out": str(out), "gpu_addons_render_dir": str(tmp_path / "rendered"),
+                                   "gpu_addons_tls_dir": str(tmp_path / "tls")}, **(extra or {}))),
+            "-e", "ansible_python_interpreter=%s" % sys.executable]
+    proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    if not expect_ok:
+        assert proc.returncode != 0, proc.stdout
+        return proc.stdout + proc.stderr
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    with open(out) as handle:
+        return json.load(handle)
+
+
+@pytest.fixture(scope="module")
+def local(tmp_path_factory):
+    return render(tmp_path_factory.mktemp("local"))
+
+
+@pytest.fixture(scope="module")
+def sliced(tmp_path_factory):
+    return render(tmp_path_factory.mktemp("sliced"), inventory="inventories/example",
+                  extra={"gpu_addons_time_slicing_replicas": 4})
+
+
+@pytest.fixture(scope="module")
+def crypto(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("crypto")
+    result = render(tmp, extra={"gpu_addons_tls_mode": "community_crypto", "gpu_addons_render_secrets": True})
+    result["_tmp"] = tmp
+    return result
+
+
+def by_kind(result, kind):
+    return [o for o in result["objects"] if o["kind"] == kind]
+
+
+def one(result, kind, name):
+    found = [o for o in result["objects"] if o["kind"] == kind and o["metadata"]["name"] == name]
+    assert len(found) == 1, "%s/%s rendered %d times" % (kind, name, len(found))
+    return found[0]
+
+
+# --- schemas -----------------------------------------------------------------
+
+def _closed(schema):
+    """The CRD schema as the API server applies it: unknown fields are pruned
+    there, silently; here they fail, so a misspelt spec key cannot pass."""
+    schema = copy.deepcopy(schema)
+
+    def walk(node):
+        if isinstance(node, dict):
+            if "properties" in node and not node.get("x-kubernetes-preserve-unknown-fields"):
+                node.setdefault("additionalProperties", False)
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+    walk(schema)
+    return schema
+
+
+@pytest.fixture(scope="module")
+def helmchart_schema():
+    with open(os.path.join(FIXTURES, "helm-controller", "helmchart-v1-openapiv3.yaml")) as handle:
+        return _closed(yaml.safe_load(handle))
+
+
+def validate_helmchart(schema, obj):
+    assert obj["apiVersion"] == "helm.cattle.io/v1"
+    jsonschema.Draft7Validator(schema).validate(obj)
+
+
+def test_helmcharts_match_the_helm_controller_crd(local, sliced, crypto, helmchart_schema):
+    charts = [o for r in (local, sliced, crypto) for o in by_kind(r, "HelmChart")]
+    assert {c["metadata"]["name"] for c in charts} == {"nvidia-device-plugin", "cert-manager"}
+    for chart in charts:
+        validate_helmchart(helmchart_schema, chart)
+
+
+def test_crd_schema_rejects_what_the_api_would_drop(local, helmchart_schema):
+    chart = copy.deepcopy(one(local, "HelmChart", "nvidia-device-plugin"))
+    chart["spec"]["valuesContents"] = chart["spec"].pop("valuesContent")  # misspelt key
+    with pytest.raises(jsonschema.ValidationError, match="valuesContents"):
+        validate_helmchart(helmchart_schema, chart)
+    chart = copy.deepcopy(one(local, "HelmChart", "nvidia-device-plugin"))
+    chart["spec"]["failurePolicy"] = "retry"
+    with pytest.raises(jsonschema.ValidationError, match="retry"):
+        validate_helmchart(helmchart_schema, chart)
+
+
+def test_core_objects_pass_strict_openapi_validation(local, sliced, crypto):
+    version = k8s_version()
+    checked = 0
+    for result in (local, sliced, crypto):
+        for obj in result["objects"] + result["node_patches"]:
+            if obj["apiVersion"].startswith(("helm.cattle.io/", "cert-manager.io/")):
+                continue
+            kubernetes_validate.validate(obj, version, strict=True)
+            checked += 1
+    assert checked >= 8
+
+
+def test_strict_validation_catches_an_unknown_field(local):
+    policy = copy.deepcopy(one(local, "NetworkPolicy", "vllm-from-gateway-only"))
+    policy["spec"]["ingres"] = policy["spec"].pop("ingress")
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(policy, k8s_version(), strict=True)
+
+
+# --- RuntimeClass and device plugin ------------------------------------------------
+
+def values_of(chart):
+    return yaml.safe_load(chart["spec"]["valuesContent"])
+
+
+def test_runtime_class_and_device_plugin_agree(local):
+    runtime = one(local, "RuntimeClass", "nvidia")
+    assert runtime["handler"] == "nvidia"
+    plugin = one(local, "HelmChart", "nvidia-device-plugin")
+    assert plugin["spec"]["chart"] == "nvidia-device-plugin"
+    assert re.match(r"^\d+\.\d+\.\d+$", plugin["spec"]["version"]), "chart version must be pinned"
+    assert values_of(plugin)["runtimeClassName"] == runtime["metadata"]["name"]
+
+
+def tolerates(tolerations, taint):
+    for tol in tolerations:
+        if tol.get("effect") and tol["effect"] != taint["effect"]:
+            continue
+        if tol.get("operator", "Equal") == "Exists":
+            if not tol.get("key") or tol["key"] == taint["key"]:
+                return True
+        elif tol.get("key") == taint["key"] and tol.get("value", "") == taint.get("value", ""):
+            return True
+    return False
+
+
+def parse_taint(text):
+    """k3s's node-taint syntax key=value:Effect."""
+    keyval, effect = text.rsplit(":", 1)
+    key, _, value = keyval.partition("=")
+    return {"key": key, "value": value, "effect": effect}
+
+
+def gpu_taints():
+    """The taint gpu_addons puts on GPU nodes and any the k3s roles register them with."""
+    taints = [_yaml("roles/gpu_addons/defaults/main.yml")["gpu_addons_taint"]]
+    taints += [parse_taint(t) for t in _yaml("roles/k3s/defaults/main.yml").get("k3s_gpu_node_taints") or []]
+    return taints
+
+
+def test_tolerations_helper_can_say_no():
+    taint = {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}
+    assert not tolerates([{"key": "CriticalAddonsOnly", "operator": "Exists"}], taint)
+    assert not tolerates([{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoExecute"}], taint)
+    assert tolerates([{"key": "nvidia.com/gpu", "operator": "Equal", "value": "present"}], taint)
+
+
+def test_device_plugin_tolerates_the_gpu_taint_and_targets_gpu_nodes(local, sliced):
+    for result in (local, sliced):
+        values = values_of(one(result, "HelmChart", "nvidia-device-plugin"))
+        for taint in gpu_taints():
+            assert tolerates(values["tolerations"], taint), taint
+        runtime = one(result, "RuntimeClass", "nvidia")
+        for taint in gpu_taints():
+            assert tolerates(runtime["scheduling"]["tolerations"], taint), taint
+        terms = values["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+        required = {(e["key"], v) for t in terms["nodeSelectorTerms"] for e in t["matchExpressions"]
+                    for v in e["values"]}
+        # the label the device plugin needs is one both node layers set
+        k3s_labels = {tuple(label.split("=", 1)) for label in _yaml("roles/k3s/defaults/main.yml")["k3s_gpu_node_labels"]}
+        patch_labels = {(k, v) for p in result["node_patches"] for k, v in p["metadata"]["labels"].items()}
+        assert required & k3s_labels and required <= patch_labels
+
+
+def test_node_patches_cover_every_gpu_worker_and_only_them(local, sliced):
+    assert [p["metadata"]["name"] for p in local["node_patches"]] == ["gs-gpu"]
+    assert [p["metadata"]["name"] for p in sliced["node_patches"]] == ["nuc"]
+    for patch in local["node_patches"]:
+        assert patch["spec"]["taints"] == [_yaml("roles/gpu_addons/defaults/main.yml")["gpu_addons_taint"]]
+
+
+def test_time_slicing_config(local, sliced):
+    assert "config" not in values_of(one(local, "HelmChart", "nvidia-device-plugin"))
+    values = values_of(one(sliced, "HelmChart", "nvidia-device-plugin"))
+    assert values["config"]["default"] in values["config"]["map"]
+    config = yaml.safe_load(values["config"]["map"][values["config"]["default"]])
+    assert config["version"] == "v1"
+    assert config["sharing"]["timeSlicing"]["resources"] == [{"name": "nvidia.com/gpu", "replicas": 4}]
+
+
+# --- NetworkPolicy -------------------------------------------------------------
+
+def selects(selector, labels):
+    return all(labels.get(k) == v for k, v in (selector.get("matchLabels") or {}).items())
+
+
+def test_network_policy_lets_only_the_gateway_reach_vllm(local):
+    policy = one(local, "NetworkPolicy", "vllm-from-gateway-only")
+    spec = policy["spec"]
+    assert policy["metadata"]["namespace"] == "llm"
+    assert spec["policyTypes"] == ["Ingress"]
+    vllm_pod = {"app.kubernetes.io/name": "vllm", "app.kubernetes.io/instance": "tiny-chat"}
+    gateway_pod = {"app.kubernetes.io/name": "litellm"}
+    assert selects(spec["podSelector"], vllm_pod)
+    assert not selects(spec["podSelector"], gateway_pod)
+    assert len(spec["ingress"]) == 1
+    peers = spec["ingress"][0]["from"]
+    assert peers == [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "litellm"}}}]
+    # a podSelector peer without namespaceSelector means: same namespace only
+    assert all("namespaceSelector" not in p and "ipBlock" not in p for p in peers)
+    assert not selects(peers[0]["podSelector"], {"app.kubernetes.io/name": "open-webui"})
+    assert spec["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 8000}]
+
+
+def test_network_policy_matches_the_serving_roles_labels():
+    """Cross-check with the vllm/litellm roles' own pod labels when they exist."""
+    defaults = _yaml("roles/gpu_addons/defaults/main.yml")
+    checked = 0
+    for role, key in (("vllm", "gpu_addons_vllm_pod_labels"), ("litellm", "gpu_addons_gateway_pod_labels")):
+        folder = os.path.join(ROOT, "roles", role, "templates")
+        if not os.path.isdir(folder):
+            continue
+        text = "".join(open(os.path.join(folder, f)).read() for f in sorted(os.listdir(folder)))
+        for label, value in defaults[key].items():
+            assert re.search(r"%s['\"]?\s*:\s*['\"]?%s\b" % (re.escape(label), re.escape(value)), text), \
+                "roles/%s templates do not set %s: %s" % (role, label, value)
+            checked += 1
+    if not checked:
+        pytest.skip("roles/vllm and roles/litellm are not in this checkout yet")
+
+
+# --- TLS ---------------------------------------------------------------------
+
+def test_cert_manager_chain_is_consistent(local):
+    chart = one(local, "HelmChart", "cert-manager")
+    assert re.match(r"^v\d+\.\d+\.\d+$", chart["spec"]["version"])
+    assert values_of(chart)["crds"]["enabled"] is True
+    selfsigned = one(local, "ClusterIssuer", "gpu-stack-ca-selfsigned")
+    assert selfsigned["spec"] == {"selfSigned": {}}
+    cert = one(local, "Certificate", "gpu-stack-ca")
+    assert cert["spec"]["isCA"] is True
+    assert cert["spec"]["issuerRef"] == {"name": "gpu-stack-ca-selfsigned", "kind": "ClusterIssuer",
+                                         "group": "cert-manager.io"}
+    # a ClusterIssuer reads its CA secret from cert-manager's namespace
+    assert cert["metadata"]["namespace"] == chart["spec"]["targetNamespace"]
+    assert one(local, "ClusterIssuer", "gpu-stack-ca")["spec"]["ca"]["secretName"] == cert["spec"]["secretName"]
+
+
+def test_community_crypto_makes_a_ca_signed_tls_secret(crypto):
+    assert not [o for o in crypto["objects"] if o["apiVersion"].startswith("cert-manager.io/")]
+    assert not [o for o in crypto["objects"] if o["metadata"]["name"] == "cert-manager"]
+    tmp = crypto["_tmp"]
+    path = tmp / "rendered" / "secret-gpu-stack-tls.yaml"
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(tmp / "tls" / "ca.key").st_mode) == 0o600
+    secret = yaml.safe_load(path.read_text())
+    kubernetes_validate.validate(secret, k8s_version(), strict=True)
+    assert secret["type"] == "kubernetes.io/tls"
+    assert set(secret["data"]) == {"tls.crt", "tls.key", "ca.crt"}
+    server = x509.load_pem_x509_certificate(base64.b64decode(secret["data"]["tls.crt"]))
+    ca = x509.load_pem_x509_certificate(base64.b64decode(secret["data"]["ca.crt"]))
+    server.verify_directly_issued_by(ca)
+    sans = server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert sans.get_values_for_type(x509.DNSName) == ["*.gpu-stack.home.arpa", "gpu-stack.home.arpa"]
+    assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is True
+
+
+def test_tls_secret_is_not_rendered_unless_asked(local):
+    assert not [o for o in local["objects"] if o["kind"] == "Secret"]
+
+
+# --- dashboard -------------------------------------------------------------------
+
+def test_dashboard_configmap_is_picked_up_and_plots_vllm_metrics(local):
+    configmap = one(local, "ConfigMap", "gpu-stack-vllm-dashboard")
+    assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
+    dashboard = json.loads(configmap["data"]["vllm.json"])
+    exprs = " ".join(t["expr"] for p in dashboard["panels"] for t in p["targets"])
+    for metric in ("vllm:generation_tokens_total", "vllm:kv_cache_usage_perc", "vllm:num_requests_waiting",
+                   "vllm:time_to_first_token_seconds_bucket"):
+        assert metric in exprs
+    ids = [p["id"] for p in dashboard["panels"]]
+    assert len(ids) == len(set(ids))
+
+
+# --- bad input -----------------------------------------------------------------
+
+@pytest.mark.parametrize("extra, message", [
+    ({"gpu_addons_time_slicing_replicas": 0}, "gpu_addons_time_slicing_replicas: must be between 1"),
+    ({"gpu_addons_tls_mode": "community_crypto", "gpu_addons_tls_dns_names": []},
+     "gpu_addons_tls_dns_names: the community_crypto TLS mode needs"),
+    ({"gpu_addons_taint": {"key": "nvidia.com/gpu", "effect": "NoScheduled"}}, "gpu_addons_taint: needs a key"),
+    ({"gpu_addons_gpu_nodes": [{"name": "NUC_1", "gpus": 1}]}, "gpu_addons_gpu_nodes:"),
+])
+def test_bad_input_fails_naming_the_variable(tmp_path, extra, message):
+    output = render(tmp_path, extra=extra, expect_ok=False)
+    assert message in output
+    assert not (tmp_path / "addons.json").exists()

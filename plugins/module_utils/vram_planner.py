@@ -1,0 +1,400 @@
+# -*- coding: utf-8 -*-
+# Copyright: homelab.gpu_stack contributors
+# Apache License 2.0 (see LICENSE)
+"""Size vLLM to the card: the VRAM planner.
+
+``plan(shape, vram_mib, ...)`` is a pure function. It models vLLM's own memory
+accounting (vllm/v1/worker/gpu_worker.py ``determine_available_memory``)::
+
+    requested   = gpu_memory_utilization x total VRAM
+    KV cache    = requested - weights - peak activation - non-torch memory
+    KV tokens   = floor(KV cache / (block_size x bytes per token)) x block_size
+    bytes/token = 2 (K and V) x layers x KV heads per GPU x head_dim x KV dtype bytes
+
+and, outside ``requested`` (vLLM does not count them there, so the planner
+keeps them out of the utilisation instead): the process's CUDA context and
+the CUDA-graph pool. It then chooses:
+
+- ``gpu_memory_utilization``: the largest share of the card that leaves the
+  CUDA context, CUDA graphs and a headroom free (capped by ``max_utilization``);
+- ``max_model_len``: the model's maximum (or the spec's ``context_length``),
+  clipped to what the KV cache can hold for ``min_full_context_seqs``
+  sequences at full length, rounded down to ``context_multiple``;
+- ``max_num_seqs``: enough sequences to fill the KV cache at a realistic
+  request length (``typical_seq_tokens``), between ``min_num_seqs`` and
+  ``max_num_seqs_cap``, a multiple of ``seq_multiple``;
+- ``max_num_batched_tokens``: vLLM's own default for the card class (it sets
+  the activation peak, so the planner fixes it instead of leaving it implicit).
+
+Arguments:
+
+shape
+    dict with ``num_layers``, ``num_attention_heads``, ``num_kv_heads``,
+    ``head_dim``, ``hidden_size`` and either ``params_b`` or ``weight_bytes``;
+    optional ``max_position_embeddings``, ``intermediate_size``, ``vocab_size``,
+    ``tie_word_embeddings``, ``torch_dtype`` (the checkpoint's dtype, used when
+    ``dtype`` is ``auto``), ``name``. ``shape_from_hf_config`` /
+    ``shape_from_model_dir`` build it from a cached ``config.json``.
+vram_mib
+    the memory of ONE GPU as the CUDA runtime reports it (``nvidia-smi
+    --query-gpu=memory.total``, MiB).
+dtype, quantization, context_length, tensor_parallel_size
+    as in the model spec (plugins/module_utils/model_spec.py).
+tunables
+    keyword overrides of ``DEFAULT_TUNABLES`` (documented there).
+
+Returns a dict of plain numbers (see ``plan``); raises ``PlanError`` naming the
+model and the figures when the model cannot be served on the card.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+import math
+import os
+
+MIB = 1 << 20
+GIB = 1 << 30
+
+DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "half": 2, "float": 4,
+               "fp8": 1, "fp8_e4m3": 1, "fp8_e5m2": 1}
+
+# Bytes per parameter of the quantised linear layers (embeddings and lm_head
+# stay in the activation dtype). 4-bit group-128 methods carry an fp16 scale
+# (and a 4-bit zero point) per 128 weights: 0.5 + 2.5/128 bytes.
+QUANT_LINEAR_BYTES = {
+    "awq": 0.52, "awq_marlin": 0.52, "gptq": 0.52, "gptq_marlin": 0.52,
+    "compressed-tensors": 0.52, "bitsandbytes": 0.54, "gguf": 0.61, "fp8": 1.0,
+}
+
+DEFAULT_TUNABLES = {
+    # --- what sits outside vLLM's requested share of the card -------------
+    # The serving process's CUDA context (created before vLLM's baseline
+    # snapshot, so never part of `requested`).
+    "cuda_context_mib": 512,
+    # CUDA-graph pool: measured 0.39 GiB for a 24-layer model (vLLM 0.26, H100);
+    # grows with layer count (one piecewise graph per layer per capture size).
+    "cudagraph_base_mib": 128,
+    "cudagraph_per_layer_mib": 12,
+    # Fragmentation, sampler spikes, a monitoring agent.
+    "headroom_mib": 256,
+    "max_utilization": 0.95,
+    "min_utilization": 0.50,
+    # Force a utilisation instead of choosing one (e.g. to mirror a benchmark).
+    "gpu_memory_utilization": None,
+    # vLLM >= 0.27 may subtract its CUDA-graph estimate from the KV budget
+    # (VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS); 0.26 does not.
+    "cudagraph_in_kv_budget": False,
+    "enforce_eager": False,
+    # --- what vLLM counts inside `requested` -------------------------------
+    # non-torch memory (cuBLAS workspaces, attention-backend buffers): 0.22 GiB
+    # measured on one H100; NCCL adds per GPU when tensor_parallel_size > 1.
+    "non_torch_mib": 230,
+    "non_torch_tp_mib": 600,
+    # Peak activation of vLLM's profile run: max(forward pass over
+    # max_num_batched_tokens, logits of max_num_seqs rows) + a constant.
+    "activation_base_mib": 64,
+    "forward_hidden_factor": 4,
+    "forward_intermediate_factor": 3,
+    "sampler_bytes_per_logit": None,  # None: the activation dtype's bytes
+    "max_num_batched_tokens": None,   # None: vLLM's default for the card class
+    # Defaults for shape fields a spec may not give (Llama-3 values).
+    "vocab_size": 128256,
+    "intermediate_ratio": 3.5,
+    # --- KV cache ----------------------------------------------------------
+    "kv_cache_dtype": "auto",
+    "block_size": 16,
+    # --- choices -----------------------------------------------------------
+    "typical_seq_tokens": 512,
+    "min_num_seqs": 16,
+    "max_num_seqs_cap": 256,
+    "seq_multiple": 8,
+    "min_full_context_seqs": 1,
+    "context_multiple": 256,
+    "min_context": 256,
+}
+
+SHAPE_REQUIRED = ("num_layers", "num_attention_heads", "num_kv_heads", "head_dim", "hidden_size")
+
+
+class PlanError(ValueError):
+    """The model cannot be served as asked; the message carries the figures."""
+
+
+def _gib(value):
+    return round(value / GIB, 2)
+
+
+def _act_dtype(shape, dtype, quantization):
+    if dtype and dtype != "auto":
+        return dtype
+    torch_dtype = shape.get("torch_dtype")
+    if torch_dtype in DTYPE_BYTES and torch_dtype != "float32":
+        return torch_dtype
+    if torch_dtype == "float32" and not quantization:
+        # vLLM's `auto` serves float32 checkpoints in bfloat16/float16.
+        return "bfloat16"
+    return "float16" if quantization else "bfloat16"
+
+
+def _embedding_params(shape, tun):
+    vocab = shape.get("vocab_size") or tun["vocab_size"]
+    tied = shape.get("tie_word_embeddings", False)
+    return vocab * shape["hidden_size"] * (1 if tied else 2)
+
+
+def estimate_params(shape, tunables=None):
+    """Parameter count from the shape (exact for Llama/Qwen2-style dense models)."""
+    tun = dict(DEFAULT_TUNABLES, **(tunables or {}))
+    hidden, hd = shape["hidden_size"], shape["head_dim"]
+    inter = shape.get("intermediate_size") or int(hidden * tun["intermediate_ratio"])
+    attn = hidden * hd * (2 * shape["num_attention_heads"] + 2 * shape["num_kv_heads"])
+    mlp = 3 * hidden * inter
+    return shape["num_layers"] * (attn + mlp + 2 * hidden) + _embedding_params(shape, tun) + hidden
+
+
+def weight_bytes(shape, dtype="auto", quantization=None, tunables=None):
+    """Bytes of weights on the whole model (all GPUs together)."""
+    tun = dict(DEFAULT_TUNABLES, **(tunables or {}))
+    if shape.get("weight_bytes"):
+        stored = DTYPE_BYTES.get(shape.get("torch_dtype"))
+        served = DTYPE_BYTES[_act_dtype(shape, dtype, quantization)]
+        if stored and not quantization and stored != served:
+            # A float32 checkpoint served in bfloat16 takes half its file size.
+            return int(shape["weight_bytes"] * served / stored)
+        return int(shape["weight_bytes"])
+    if shape.get("params_b"):
+        params = float(shape["params_b"]) * 1e9
+    else:
+        params = estimate_params(shape, tun)
+    act_bytes = DTYPE_BYTES[_act_dtype(shape, dtype, quantization)]
+    if not quantization:
+        return int(params * act_bytes)
+    embed = min(_embedding_params(shape, tun), params)
+    return int((params - embed) * QUANT_LINEAR_BYTES[quantization] + embed * act_bytes)
+
+
+def kv_bytes_per_token(shape, dtype="auto", quantization=None, tensor_parallel_size=1,
+                       kv_cache_dtype="auto"):
+    """KV-cache bytes one token takes on ONE GPU: 2 x layers x KV heads x head_dim x bytes."""
+    if kv_cache_dtype and kv_cache_dtype != "auto":
+        kv_bytes = DTYPE_BYTES[kv_cache_dtype]
+    else:
+        kv_bytes = DTYPE_BYTES[_act_dtype(shape, dtype, quantization)]
+    # KV heads are split over the tensor-parallel ranks, replicated when fewer.
+    kv_heads = max(1, shape["num_kv_heads"] // tensor_parallel_size)
+    return 2 * shape["num_layers"] * kv_heads * shape["head_dim"] * kv_bytes
+
+
+def kv_tokens_for_bytes(kv_cache_bytes, bytes_per_token, block_size=16):
+    """Tokens vLLM makes of a KV budget: whole blocks only."""
+    blocks = int(kv_cache_bytes // (bytes_per_token * block_size))
+    return blocks * block_size
+
+
+def default_max_num_batched_tokens(vram_mib):
+    """vLLM's own default for the API server (engine/arg_utils.py)."""
+    vram = vram_mib * MIB
+    if vram >= 160 * GIB:
+        return 16384
+    if vram >= 70 * GIB:
+        return 8192
+    return 2048
+
+
+def activation_bytes(shape, max_num_batched_tokens, max_num_seqs, act_dtype,
+                     tensor_parallel_size=1, tunables=None):
+    """vLLM's profile-run peak: forward over the token budget, or the sampler's logits."""
+    tun = dict(DEFAULT_TUNABLES, **(tunables or {}))
+    act = DTYPE_BYTES[act_dtype]
+    hidden = shape["hidden_size"]
+    inter = shape.get("intermediate_size") or int(hidden * tun["intermediate_ratio"])
+    forward = max_num_batched_tokens * act * (
+        tun["forward_hidden_factor"] * hidden
+        + tun["forward_intermediate_factor"] * inter / tensor_parallel_size)
+    vocab = shape.get("vocab_size") or tun["vocab_size"]
+    per_logit = tun["sampler_bytes_per_logit"] or act
+    sampler = min(max_num_seqs, max_num_batched_tokens) * vocab * per_logit
+    return int(max(forward, sampler) + tun["activation_base_mib"] * MIB)
+
+
+def _round_down(value, multiple):
+    return int(value // multiple * multiple)
+
+
+def plan(shape, vram_mib, dtype="auto", quantization=None, context_length="auto",
+         tensor_parallel_size=1, **tunables):
+    """Choose vLLM's memory arguments for ``shape`` on a card of ``vram_mib``.
+
+    Returns a dict:
+      gpu_memory_utilization, max_model_len, max_num_seqs, max_num_batched_tokens
+                            the arguments to pass
+      weight_bytes, weight_gib   weights on one GPU
+      kv_bytes_per_token        KV bytes per token on one GPU
+      kv_cache_bytes, kv_cache_gib, kv_cache_tokens
+                                the KV budget vLLM should report
+      activation_bytes, non_torch_bytes, cudagraph_bytes, requested_bytes,
+      vram_bytes, model_max_len, dtype, kv_cache_dtype, enforce_eager,
+      tensor_parallel_size      the figures behind them
+    Raises PlanError (names the model and the figures) when it cannot fit.
+    """
+    unknown = set(tunables) - set(DEFAULT_TUNABLES) - {"name"}
+    if unknown:
+        raise PlanError("vram planner: unknown tunables %s" % ", ".join(sorted(unknown)))
+    name = tunables.pop("name", None) or shape.get("name") or "model"
+    tun = dict(DEFAULT_TUNABLES, **tunables)
+    missing = [key for key in SHAPE_REQUIRED if not shape.get(key)]
+    if missing:
+        raise PlanError("model %s: the shape lacks %s (give them in the model spec's shape, "
+                        "or cache the model so config.json can be read)"
+                        % (name, ", ".join(missing)))
+    if not vram_mib or vram_mib <= 0:
+        raise PlanError("model %s: the card's vram_mib must be positive, got %r" % (name, vram_mib))
+    tp = int(tensor_parallel_size or 1)
+    act_dtype = _act_dtype(shape, dtype, quantization)
+    kv_dtype = tun["kv_cache_dtype"] if tun["kv_cache_dtype"] != "auto" else act_dtype
+    block = tun["block_size"]
+    vram = int(vram_mib * MIB)
+
+    weights = int(math.ceil(weight_bytes(shape, dtype, quantization, tun) / tp))
+    bpt = kv_bytes_per_token(shape, dtype, quantization, tp, tun["kv_cache_dtype"])
+    batched = tun["max_num_batched_tokens"] or default_max_num_batched_tokens(vram_mib)
+    non_torch = int((tun["non_torch_mib"] + (tun["non_torch_tp_mib"] if tp > 1 else 0)) * MIB)
+    cudagraph = 0 if tun["enforce_eager"] else int(
+        (tun["cudagraph_base_mib"] + tun["cudagraph_per_layer_mib"] * shape["num_layers"]) * MIB)
+
+    if tun["gpu_memory_utilization"]:
+        util = float(tun["gpu_memory_utilization"])
+    else:
+        outside = tun["cuda_context_mib"] + tun["headroom_mib"]
+        if not tun["cudagraph_in_kv_budget"]:
+            outside += cudagraph / MIB
+        util = math.floor((vram_mib - outside) / vram_mib * 100) / 100
+        util = min(util, tun["max_utilization"])
+    if not tun["gpu_memory_utilization"] and util < tun["min_utilization"] or util > 1:
+        raise PlanError("model %s: a %d MiB card leaves gpu_memory_utilization %.2f after the "
+                        "CUDA context and graphs; the card is too small to plan for"
+                        % (name, vram_mib, util))
+    requested = int(util * vram)
+
+    # max_num_seqs sets the sampler's share of the activation peak and the KV
+    # budget sets max_num_seqs: iterate from the cap down until they agree.
+    seqs = tun["max_num_seqs_cap"]
+    for _ in range(8):
+        activation = activation_bytes(shape, batched, seqs, act_dtype, tp, tun)
+        kv_cache = requested - weights - activation - non_torch
+        if tun["cudagraph_in_kv_budget"]:
+            kv_cache -= cudagraph
+        if kv_cache <= 0:
+            break
+        tokens = kv_tokens_for_bytes(kv_cache, bpt, block)
+        want = tokens // tun["typical_seq_tokens"]
+        want = max(tun["min_num_seqs"], min(tun["max_num_seqs_cap"], want))
+        want = max(tun["seq_multiple"], _round_down(want, tun["seq_multiple"]))
+        if want == seqs:
+            break
+        seqs = want
+    if kv_cache <= 0:
+        raise PlanError(
+            "model %s does not fit: weights %.2f GiB + activations %.2f GiB + non-torch %.2f GiB "
+            "= %.2f GiB per GPU, but %d MiB x gpu_memory_utilization %.2f = %.2f GiB "
+            "(tensor_parallel_size %d, dtype %s, quantization %s); use a quantized variant, "
+            "a bigger card or more GPUs"
+            % (name, weights / GIB, activation / GIB, non_torch / GIB,
+               (weights + activation + non_torch) / GIB, vram_mib, util, requested / GIB,
+               tp, act_dtype, quantization or "none"))
+
+    model_max = shape.get("max_position_embeddings")
+    tokens = kv_tokens_for_bytes(kv_cache, bpt, block)
+    fits = tokens // tun["min_full_context_seqs"]
+    if context_length not in (None, "auto"):
+        context = int(context_length)
+        if model_max and context > model_max:
+            raise PlanError("model %s: context_length %d is above the model's maximum %d "
+                            "(max_position_embeddings)" % (name, context, model_max))
+        if context > fits:
+            raise PlanError("model %s: context_length %d needs %.2f GiB of KV cache, the card "
+                            "leaves %.2f GiB (%d tokens at %d bytes/token); lower "
+                            "context_length or use 'auto'"
+                            % (name, context, context * bpt / GIB, kv_cache / GIB, tokens, bpt))
+    else:
+        context = min(model_max or fits, fits)
+        if context >= tun["context_multiple"]:
+            context = _round_down(context, tun["context_multiple"])
+        if context < tun["min_context"]:
+            raise PlanError("model %s does not fit usefully: the KV cache holds %d tokens "
+                            "(%.2f GiB at %d bytes/token), below min_context %d"
+                            % (name, tokens, kv_cache / GIB, bpt, tun["min_context"]))
+
+    return {
+        "name": name,
+        "gpu_memory_utilization": util,
+        "max_model_len": int(context),
+        "max_num_seqs": int(seqs),
+        "max_num_batched_tokens": int(batched),
+        "weight_bytes": int(weights),
+        "weight_gib": _gib(weights),
+        "kv_bytes_per_token": int(bpt),
+        "kv_cache_bytes": int(kv_cache),
+        "kv_cache_gib": _gib(kv_cache),
+        "kv_cache_tokens": int(tokens),
+        "activation_bytes": int(activation),
+        "non_torch_bytes": int(non_torch),
+        "cudagraph_bytes": int(cudagraph),
+        "requested_bytes": int(requested),
+        "vram_bytes": int(vram),
+        "model_max_len": int(model_max) if model_max else None,
+        "dtype": act_dtype,
+        "kv_cache_dtype": kv_dtype,
+        "enforce_eager": bool(tun["enforce_eager"]),
+        "tensor_parallel_size": tp,
+    }
+
+
+def shape_from_hf_config(config, weight_bytes_total=None):
+    """The planner's shape from a Hugging Face ``config.json`` dict."""
+    text = config.get("text_config") or config
+    heads = text["num_attention_heads"]
+    hidden = text["hidden_size"]
+    shape = {
+        "num_layers": text["num_hidden_layers"],
+        "num_attention_heads": heads,
+        "num_kv_heads": text.get("num_key_value_heads") or heads,
+        "head_dim": text.get("head_dim") or hidden // heads,
+        "hidden_size": hidden,
+        "intermediate_size": text.get("intermediate_size"),
+        "vocab_size": text.get("vocab_size"),
+        "max_position_embeddings": text.get("max_position_embeddings"),
+        "tie_word_embeddings": bool(config.get("tie_word_embeddings",
+                                               text.get("tie_word_embeddings", False))),
+        "torch_dtype": text.get("torch_dtype") or text.get("dtype") or config.get("torch_dtype")
+        or config.get("dtype"),
+    }
+    if weight_bytes_total:
+        shape["weight_bytes"] = int(weight_bytes_total)
+    return dict((k, v) for k, v in shape.items() if v is not None)
+
+
+def shape_from_model_dir(path):
+    """Read ``config.json`` (and the safetensors sizes, when present) of a cached model."""
+    with open(os.path.join(path, "config.json")) as handle:
+        config = json.load(handle)
+    total = None
+    index = os.path.join(path, "model.safetensors.index.json")
+    if os.path.exists(index):
+        with open(index) as handle:
+            total = json.load(handle).get("metadata", {}).get("total_size")
+    else:
+        files = [f for f in os.listdir(path) if f.endswith(".safetensors")]
+        if files:
+            total = sum(os.path.getsize(os.path.join(path, f)) for f in files)
+    return shape_from_hf_config(config, total)
+
+
+def merge_shape(spec_shape, config_shape):
+    """The spec's shape, with every field the cached config.json knows taking over."""
+    merged = dict(spec_shape or {})
+    merged.update(config_shape or {})
+    return merged

@@ -59,12 +59,16 @@ def describe(exc):
     return "%s: %s" % (name, text) if text else name
 
 
-def httpx_get(url, headers, timeout):
-    """Default health probe: GET with httpx (the openai client's own transport)."""
-    import httpx
+def urls_get(url, headers, timeout):
+    """Default health probe: GET with Ansible's own HTTP client; (status, body start)."""
+    from ansible.module_utils.six.moves.urllib.error import HTTPError
+    from ansible.module_utils.urls import open_url
 
-    response = httpx.get(url, headers=headers, timeout=timeout)
-    return response.status_code, response.text[:200]
+    try:
+        response = open_url(url, headers=headers, timeout=timeout, method="GET")
+        return response.getcode(), response.read(200).decode("utf-8", "replace")
+    except HTTPError as exc:
+        return exc.code, exc.read(200).decode("utf-8", "replace") if exc.fp else ""
 
 
 def openai_client_factory(base_url, api_key, timeout):
@@ -95,7 +99,7 @@ class Gate(object):
         self.request_timeout = float(request_timeout)
         self.prompt = prompt
         self.max_tokens = max_tokens
-        self.http_get = http_get or httpx_get
+        self.http_get = http_get or urls_get
         self.client_factory = client_factory or openai_client_factory
         self.clock = clock or time.monotonic
         self.sleep = sleep or time.sleep

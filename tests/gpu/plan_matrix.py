@@ -1,0 +1,129 @@
+"""Write the job list for serve_matrix.py: the VRAM planner's plan and vLLM arguments for
+every model shape (gen_models.py) on every emulated home card, plus the throughput jobs.
+
+Runs here, on the controller (it needs Ansible's Python for the collection's filters);
+the jobs file travels to the GPU machine with the repository. It uses the collection's
+own code unchanged: model_spec.normalize_model for the spec, the `vram_plan` and
+`vllm_args` filters (plugins/filter/vllm.py) for the plan and the command line. The
+shape is what the role reads from the cached model (vram_planner.shape_from_hf_config
+of the config.json and safetensors size gen_models.py writes); the plan from the
+inventory-style shape alone (params_b) is recorded beside it.
+
+Usage: .venv/bin/python tests/gpu/plan_matrix.py [OUT.json]   (default tests/gpu/jobs.json)
+"""
+import json
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(ROOT, ".ansible", "collections"))
+sys.path.insert(0, HERE)
+
+from ansible.errors import AnsibleFilterError  # noqa: E402
+from ansible_collections.homelab.gpu_stack.plugins.filter.vllm import vllm_args, vram_plan  # noqa: E402
+from ansible_collections.homelab.gpu_stack.plugins.module_utils.model_spec import normalize_model  # noqa: E402
+from ansible_collections.homelab.gpu_stack.plugins.module_utils.vram_planner import (  # noqa: E402
+    shape_from_hf_config)
+
+import gen_models  # noqa: E402
+
+MODELS_DIR = "/tmp/models"
+# nvidia-smi memory.total of the cards emulated (what gpu_facts reports for them).
+CARDS = {"12gb": ("NVIDIA GeForce RTX 3060", 12288),
+         "16gb": ("NVIDIA GeForce RTX 4060 Ti", 16380),
+         "24gb": ("NVIDIA GeForce RTX 4090", 24564)}
+BENCH = {"concurrency": 32, "requests": 128, "max_tokens": 128}
+HAND_WRITTEN = ["--max-num-seqs", "8", "--max-model-len", "32768", "--gpu-memory-utilization", "0.90"]
+# vLLM 0.26 picks max_num_batched_tokens/max_num_seqs by the GPU's memory (8192/1024
+# at >= 70 GiB, 2048/256 below: engine/arg_utils.py). The emulated card is below, so
+# its defaults are given explicitly, or the H100's larger ones would apply.
+CARD_DEFAULTS = ["--max-num-batched-tokens", "2048"]
+VLLM_DEFAULTS = CARD_DEFAULTS + ["--max-num-seqs", "256"]
+# Order: the throughput comparison first, then by model, so that a run cut short
+# still has the headline figures and consecutive servers share compile caches.
+ORDER = ["llama-3.1-8b", "llama-3.1-8b-awq", "qwen2.5-14b-awq", "qwen2.5-0.5b", "qwen2.5-3b",
+         "qwen2.5-7b-awq"]
+
+
+def dns(name):
+    return name.replace(".", "-")
+
+
+def spec(model):
+    _cfg, _dtype, quant, namesake = gen_models.MODELS[model]
+    raw = {"name": dns(model), "source": os.path.join(MODELS_DIR, model), "served_name": model,
+           "dtype": "float16" if quant else "auto", "quantization": "awq_marlin" if quant else None,
+           "shape": gen_models.planner_shape(model)}
+    return normalize_model({k: v for k, v in raw.items() if v is not None}, "gpu-host", 0), namesake
+
+
+def strip_endpoint(args):
+    """vllm_args builds `vllm serve SOURCE --served-model-name N --host H --port P ...`;
+    serve_matrix.py sets the model, name and port itself."""
+    out, skip = [], 0
+    for i, a in enumerate(args):
+        if skip:
+            skip -= 1
+            continue
+        if i == 0:
+            continue
+        if a in ("--served-model-name", "--host", "--port"):
+            skip = 1
+            continue
+        out.append(a)
+    return out
+
+
+def main():
+    out_path = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "jobs.json")
+    jobs, skipped = [], []
+    for model in ORDER:
+        model_spec, namesake = spec(model)
+        config_shape = shape_from_hf_config(gen_models.hf_config(model), gen_models.checkpoint_bytes(model))
+        for card, (card_name, mib) in CARDS.items():
+            gpu = {"model": card_name, "vram_mib": mib, "count": 1}
+            name = "%s@%s" % (model, card)
+            try:
+                plan = vram_plan(model_spec, gpu, config_shape=config_shape)
+            except AnsibleFilterError as exc:
+                skipped.append({"name": name, "planner": str(exc)})
+                continue
+            try:
+                spec_only = vram_plan(model_spec, gpu)
+                spec_pred = {"kv_tokens": spec_only["kv_cache_tokens"], "weight_gib": spec_only["weight_gib"],
+                             "max_num_seqs": spec_only["max_num_seqs"], "max_model_len": spec_only["max_model_len"]}
+            except AnsibleFilterError as exc:
+                spec_pred = {"error": str(exc)}
+            args = strip_endpoint(vllm_args(model_spec, plan))
+            job = {"name": name, "model": model, "namesake": namesake, "card": card, "card_name": card_name,
+                   "card_mib": mib, "kind": "planner", "args": args,
+                   "predicted": {"kv_tokens": plan["kv_cache_tokens"], "kv_cache_gib": plan["kv_cache_gib"],
+                                 "weight_gib": plan["weight_gib"],
+                                 "activation_gib": round(plan["activation_bytes"] / 2 ** 30, 3),
+                                 "non_torch_gib": round(plan["non_torch_bytes"] / 2 ** 30, 3),
+                                 "requested_gib": round(plan["requested_bytes"] / 2 ** 30, 3)},
+                   "predicted_from_spec_shape": spec_pred, "plan": plan, "bench": None}
+            if (model, card) in (("llama-3.1-8b", "24gb"), ("qwen2.5-0.5b", "24gb")):
+                job["bench"] = BENCH
+            jobs.append(job)
+            if (model, card) == ("llama-3.1-8b", "24gb"):
+                keep = args[:args.index("--gpu-memory-utilization")]  # --dtype, --quantization, -tp
+                jobs.append(dict(job, name=model + "@24gb-handwritten", kind="handwritten", args=keep + HAND_WRITTEN + CARD_DEFAULTS,
+                                 predicted=None, predicted_from_spec_shape=None, plan=None))
+                jobs.append(dict(job, name=model + "@24gb-vllm-defaults", kind="vllm-defaults", args=VLLM_DEFAULTS,
+                                 predicted=None, predicted_from_spec_shape=None, plan=None))
+    # vLLM's defaults on a pair where they can start, for the "never below defaults" check.
+    jobs.append(dict(next(j for j in jobs if j["name"] == "qwen2.5-0.5b@24gb"), name="qwen2.5-0.5b@24gb-vllm-defaults",
+                     kind="vllm-defaults", args=VLLM_DEFAULTS, predicted=None, predicted_from_spec_shape=None, plan=None))
+    with open(out_path, "w") as fh:
+        json.dump({"models_dir": MODELS_DIR, "cards": CARDS, "jobs": jobs, "planner_refused": skipped}, fh, indent=1)
+    for j in jobs:
+        print("%-32s %-13s pred_kv=%-9s %s" % (j["name"], j["kind"], (j["predicted"] or {}).get("kv_tokens"),
+                                               " ".join(j["args"])))
+    for s in skipped:
+        print("%-32s planner refused: %s" % (s["name"], s["planner"][:150]))
+
+
+if __name__ == "__main__":
+    main()

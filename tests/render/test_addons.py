@@ -15,8 +15,10 @@ import json
 import os
 import re
 import stat
+import struct
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 
 import jsonschema
 import kubernetes_validate
@@ -25,6 +27,9 @@ import yaml
 from cryptography import x509
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# the checkout is linked there as ansible_collections/homelab/gpu_stack (scripts/bootstrap.sh)
+if os.path.join(ROOT, ".ansible", "collections") not in sys.path:
+    sys.path.insert(0, os.path.join(ROOT, ".ansible", "collections"))
 FIXTURES = os.path.join(ROOT, "tests", "render", "fixtures")
 PLAYBOOK = os.path.join(FIXTURES, "addons-render.yml")
 ANSIBLE_PLAYBOOK = os.path.join(ROOT, ".venv", "bin", "ansible-playbook")
@@ -54,7 +59,9 @@ def render(tmp_path, inventory="inventories/local", extra=None, expect_ok=True):
         return proc.stdout + proc.stderr
     assert proc.returncode == 0, proc.stdout + proc.stderr
     with open(out) as handle:
-        return json.load(handle)
+        result = json.load(handle)
+    result["_tmp"] = tmp_path
+    return result
 
 
 @pytest.fixture(scope="module")
@@ -71,9 +78,7 @@ def sliced(tmp_path_factory):
 @pytest.fixture(scope="module")
 def crypto(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("crypto")
-    result = render(tmp, extra={"gpu_addons_tls_mode": "community_crypto", "gpu_addons_render_secrets": True})
-    result["_tmp"] = tmp
-    return result
+    return render(tmp, extra={"gpu_addons_tls_mode": "community_crypto", "gpu_addons_render_secrets": True})
 
 
 def by_kind(result, kind):
@@ -259,21 +264,82 @@ def test_network_policy_lets_only_the_gateway_reach_vllm(local):
     assert spec["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 8000}]
 
 
-def test_network_policy_matches_the_serving_roles_labels():
-    """Cross-check with the vllm/litellm roles' own pod labels when they exist."""
-    defaults = _yaml("roles/gpu_addons/defaults/main.yml")
-    checked = 0
-    for role, key in (("vllm", "gpu_addons_vllm_pod_labels"), ("litellm", "gpu_addons_gateway_pod_labels")):
-        folder = os.path.join(ROOT, "roles", role, "templates")
-        if not os.path.isdir(folder):
-            continue
-        text = "".join(open(os.path.join(folder, f)).read() for f in sorted(os.listdir(folder)))
-        for label, value in defaults[key].items():
-            assert re.search(r"%s['\"]?\s*:\s*['\"]?%s\b" % (re.escape(label), re.escape(value)), text), \
-                "roles/%s templates do not set %s: %s" % (role, label, value)
-            checked += 1
-    if not checked:
-        pytest.skip("roles/vllm and roles/litellm are not in this checkout yet")
+SERVING_ROLES = [r for r in ("vllm", "litellm") if os.path.isdir(os.path.join(ROOT, "roles", r))]
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    """What the serving roles of this checkout render for the local inventory."""
+    if not SERVING_ROLES:
+        pytest.skip("neither roles/vllm nor roles/litellm is in this checkout")
+    out = tmp_path_factory.mktemp("stack")
+    proc = subprocess.run(
+        [ANSIBLE_PLAYBOOK, os.path.join(FIXTURES, "stack-render.yml"), "-i", "inventories/local",
+         "-e", json.dumps({"stack_dir": str(out), "stack_roles": SERVING_ROLES}),
+         "-e", "ansible_python_interpreter=%s" % sys.executable],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    objects = []
+    for name in sorted(os.listdir(out)):
+        if name.endswith(".yaml"):
+            objects += [o for o in yaml.safe_load_all((out / name).read_text()) if o]
+    return objects
+
+
+def pod_labels(deployment):
+    return deployment["spec"]["template"]["metadata"]["labels"]
+
+
+def test_network_policy_admits_the_rendered_gateway_pods(local, stack):
+    if "litellm" not in SERVING_ROLES:
+        pytest.skip("roles/litellm is not in this checkout")
+    policy = one(local, "NetworkPolicy", "vllm-from-gateway-only")
+    gateways = [o for o in stack if o["kind"] == "Deployment" and o["metadata"]["name"] == "litellm"]
+    assert len(gateways) == 1
+    gateway = gateways[0]
+    assert gateway["metadata"]["namespace"] == policy["metadata"]["namespace"]
+    assert selects(policy["spec"]["ingress"][0]["from"][0]["podSelector"], pod_labels(gateway))
+    assert not selects(policy["spec"]["podSelector"], pod_labels(gateway))
+
+
+def vllm_deployments(stack):
+    return [o for o in stack if o["kind"] == "Deployment"
+            and pod_labels(o).get("app.kubernetes.io/name") == "vllm"]
+
+
+def test_network_policy_selects_the_rendered_vllm_pods_on_their_port(local, stack):
+    if "vllm" not in SERVING_ROLES:
+        pytest.skip("roles/vllm is not in this checkout")
+    policy = one(local, "NetworkPolicy", "vllm-from-gateway-only")
+    deployments = vllm_deployments(stack)
+    assert deployments, "the vllm role rendered no Deployment labelled app.kubernetes.io/name=vllm"
+    for deployment in deployments:
+        assert deployment["metadata"]["namespace"] == policy["metadata"]["namespace"]
+        assert selects(policy["spec"]["podSelector"], pod_labels(deployment))
+        ports = {p["containerPort"] for c in deployment["spec"]["template"]["spec"]["containers"]
+                 for p in c.get("ports", [])}
+        assert policy["spec"]["ingress"][0]["ports"][0]["port"] in ports
+
+
+def test_mode_switch_on_the_rendered_vllm_deployments(stack):
+    if "vllm" not in SERVING_ROLES:
+        pytest.skip("roles/vllm is not in this checkout")
+    from ansible_collections.homelab.gpu_stack.plugins.filter import gpu_mode
+    from ansible_collections.homelab.gpu_stack.plugins.filter.model_spec import model_specs
+    local_host = _yaml("inventories/local/host_vars/gs-gpu.yml")
+    modes = _yaml("inventories/local/group_vars/all/main.yml")["gpu_stack_gpu_modes"]
+    models = model_specs({"gs-gpu": local_host}, ["gs-gpu"])
+    for mode in modes:
+        switched = gpu_mode.mode_switch(stack, models, mode, modes)
+        want = gpu_mode.mode_replicas(models, mode, modes)
+        got = dict((d["metadata"]["labels"]["app.kubernetes.io/instance"], d["spec"]["replicas"])
+                   for d in vllm_deployments(switched))
+        assert got == want
+    # gaming stops every model of the local inventory; the gateway Deployment is untouched
+    gaming = gpu_mode.mode_switch(stack, models, "gaming", modes)
+    assert all(d["spec"]["replicas"] == 0 for d in vllm_deployments(gaming))
+    assert [o for o in gaming if o["metadata"]["name"] == "litellm"] == \
+        [o for o in stack if o["metadata"]["name"] == "litellm"]
 
 
 # --- TLS ---------------------------------------------------------------------
@@ -343,3 +409,57 @@ def test_bad_input_fails_naming_the_variable(tmp_path, extra, message):
     output = render(tmp_path, extra=extra, expect_ok=False)
     assert message in output
     assert not (tmp_path / "addons.json").exists()
+
+
+# --- the picture -----------------------------------------------------------------
+
+SVG_NS = "{http://www.w3.org/2000/svg}"
+
+
+def svg_texts(path):
+    root = ET.parse(path).getroot()
+    return root, [t.text for t in root.iter(SVG_NS + "text")]
+
+
+def example_plan(name):
+    """The planner's own figures for a model of the example inventory."""
+    from ansible_collections.homelab.gpu_stack.plugins.module_utils import vram_planner
+    model = [m for m in _yaml("inventories/example/host_vars/nuc.yml")["gpu_stack_models"] if m["name"] == name][0]
+    return vram_planner.plan(model["shape"], 12288, dtype=model["dtype"], quantization=model["quantization"],
+                             context_length=model["context_length"])
+
+
+def test_topology_svg_shows_nodes_gpus_plans_and_chain(sliced):
+    root, texts = svg_texts(sliced["_tmp"] / "rendered" / "topology.svg")
+    joined = "\n".join(texts)
+    assert root.tag == SVG_NS + "svg"
+    for name in ("minipc", "nuc", "NVIDIA GeForce RTX 3060 x1  12.0 GiB VRAM", "active GPU mode: ml",
+                 "llama-3.1-8b-instruct  (running)", "deepseek-r1-distill-qwen-7b  (stopped in this mode)"):
+        assert name in joined, name
+    plan = example_plan("llama-8b")
+    assert "context %d" % plan["max_model_len"] in joined
+    assert "(%.2f GiB)" % (plan["kv_cache_bytes"] / float(1 << 30)) in joined
+    chain = [t for t in texts if re.match(r"^\d\. \w+ tier", t or "")]
+    assert chain == ["1. gpu tier (gpu)", "2. cpu tier (cpu)", "3. cloud tier (cloud)"]
+    assert "sk-" not in open(sliced["_tmp"] / "rendered" / "topology.svg").read()
+
+
+def test_topology_png_is_made_at_the_svg_size(sliced):
+    if not os.path.exists("/usr/bin/rsvg-convert"):
+        pytest.skip("rsvg-convert (Debian librsvg2-bin) is not installed: the role notes it and skips the PNG")
+    root, _ = svg_texts(sliced["_tmp"] / "rendered" / "topology.svg")
+    with open(sliced["_tmp"] / "rendered" / "topology.png", "rb") as handle:
+        head = handle.read(24)
+    assert head[:8] == b"\x89PNG\r\n\x1a\n"
+    assert struct.unpack(">II", head[16:24]) == (int(root.get("width")), int(root.get("height")))
+
+
+def test_topology_in_gaming_mode_frees_the_gpu():
+    from ansible_collections.homelab.gpu_stack.plugins.filter.topology import topology, topology_svg
+    group_vars = _yaml("inventories/example/group_vars/all/main.yml")
+    tiers = [dict(t, api_key="x") if t.get("api_key") else t for t in group_vars["gpu_stack_tiers"]]
+    groups = {"k3s_servers": ["minipc"], "k3s_agents": ["nuc"], "gpu_workers": ["nuc"]}
+    data = topology({"nuc": _yaml("inventories/example/host_vars/nuc.yml")}, groups, tiers, "gaming")
+    assert [m["active"] for m in data["nodes"][1]["models"]] == [False, False]
+    svg = topology_svg(data)
+    assert "GPU free in this mode" in svg and "(running)" not in svg

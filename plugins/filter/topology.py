@@ -1,0 +1,266 @@
+# -*- coding: utf-8 -*-
+# Copyright: homelab.gpu_stack contributors
+# Apache License 2.0 (see LICENSE)
+"""The picture of the stack: nodes, GPUs and VRAM, models and their plans, fallback chain.
+
+``topology`` gathers the figures from the inventory (through the one model
+spec and tier normalisation) and the VRAM planner; ``topology_svg`` draws them
+as a self-contained SVG (no graphviz: plain shapes and text), which
+rsvg-convert or cairosvg turn into a PNG.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+name: topology
+short_description: Topology of the stack as data, for topology_svg
+description:
+  - Collects nodes (k3s servers, agents, GPU workers), each GPU worker's card and models, each
+    model's VRAM plan (context, KV-cache budget, weights) and the gateway's fallback chain.
+  - C(topology_svg) draws the result as an SVG document (a string).
+positional: _input, groups, tiers, mode
+options:
+  _input:
+    description: C(hostvars).
+    type: dict
+    required: true
+  groups:
+    description: C(groups).
+    type: dict
+    required: true
+  tiers:
+    description: C(gpu_stack_tiers).
+    type: list
+    elements: dict
+    required: true
+  mode:
+    description: The active GPU mode (C(gpu_stack_gpu_mode)); models outside it are drawn stopped.
+    type: str
+  plans:
+    description: Precomputed VRAM plans by model name; missing ones are computed with the planner.
+    type: dict
+"""
+
+from xml.sax.saxutils import escape
+
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.homelab.gpu_stack.plugins.module_utils import model_spec, vram_planner
+
+GIB = float(1 << 30)
+
+
+def _plan(model, gpu):
+    if not model.get("shape") or not gpu:
+        return None, "no shape in the spec: planned at deploy time from config.json"
+    try:
+        return vram_planner.plan(model["shape"], gpu["vram_mib"], dtype=model.get("dtype", "auto"),
+                                 quantization=model.get("quantization"),
+                                 context_length=model.get("context_length", "auto"),
+                                 tensor_parallel_size=model.get("tensor_parallel_size", 1)), None
+    except Exception as exc:  # noqa: BLE001 - any planner refusal is drawn, not raised
+        return None, str(exc)
+
+
+def topology(hostvars, groups, tiers, mode=None, plans=None):
+    plans = plans or {}
+    try:
+        workers = list(groups.get("gpu_workers") or [])
+        models = model_spec.collect_models(hostvars, workers)
+        tier_map = model_spec.normalize_tiers(tiers)
+        routes = model_spec.route_models(models, tier_map)
+    except model_spec.SpecError as exc:
+        raise AnsibleFilterError(str(exc))
+    hosts = []
+    for group in ("k3s_servers", "k3s_agents", "gpu_workers"):
+        for host in groups.get(group) or []:
+            if host not in hosts:
+                hosts.append(host)
+    nodes = []
+    for host in hosts:
+        roles = []
+        if host in (groups.get("k3s_servers") or []):
+            roles.append("k3s server")
+        if host in (groups.get("k3s_agents") or []):
+            roles.append("k3s agent")
+        gpu = None
+        if host in workers:
+            roles.append("GPU worker")
+            gpu = model_spec.normalize_gpu((hostvars.get(host) or {}).get("gpu_stack_gpu") or {}, host) \
+                if (hostvars.get(host) or {}).get("gpu_stack_gpu") else None
+        node_models = []
+        for model in [m for m in models if m["node"] == host]:
+            plan, note = (plans[model["name"]], None) if model["name"] in plans else _plan(model, gpu)
+            active = mode is None or not model["modes"] or mode in model["modes"]
+            node_models.append({
+                "name": model["name"], "served_name": model["served_name"], "modes": model["modes"],
+                "active": active, "quantization": model.get("quantization"),
+                "tensor_parallel_size": model["tensor_parallel_size"], "route": routes[model["name"]],
+                "plan": plan, "note": note,
+            })
+        nodes.append({"name": host, "roles": roles, "gpu": gpu, "models": node_models})
+    chain = []
+    start = [t for t in tier_map.values() if t["kind"] == "gpu"]
+    for name in model_spec.tier_chain(tier_map, start[0]["name"] if start else next(iter(tier_map))):
+        tier = tier_map[name]
+        target = {"gpu": "vLLM on the GPU workers"}.get(tier["kind"]) or tier.get("model") or ""
+        chain.append({"name": name, "kind": tier["kind"], "provider": tier["provider"], "target": target,
+                      "api_base": tier.get("api_base"), "timeout_s": tier["timeout_s"]})
+    return {"mode": mode, "nodes": nodes, "chain": chain}
+
+
+# --- drawing -------------------------------------------------------------------
+
+COLORS = {"weights": "#4c78a8", "kv": "#54a24b", "overhead": "#f58518", "free": "#e0e0e0",
+          "gpu": "#4c78a8", "cpu": "#72b7b2", "cloud": "#b279a2", "stopped": "#9e9e9e"}
+FONT = "DejaVu Sans, Verdana, sans-serif"
+NODE_W, GAP, MARGIN = 380, 30, 30
+
+
+def _text(x, y, text, size=12, weight="normal", color="#222", anchor="start"):
+    return ('<text x="%d" y="%d" font-family="%s" font-size="%d" font-weight="%s" fill="%s" '
+            'text-anchor="%s">%s</text>' % (x, y, FONT, size, weight, color, anchor, escape(str(text))))
+
+
+def _rect(x, y, w, h, fill, stroke="none", rx=0, dash=None):
+    extra = ' stroke-dasharray="%s"' % dash if dash else ""
+    return ('<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" rx="%d" fill="%s" stroke="%s"%s/>'
+            % (x, y, max(w, 0), h, rx, fill, stroke, extra))
+
+
+def _arrow(x1, y1, x2, y2, label=None, color="#555"):
+    out = ['<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="%s" stroke-width="1.5" marker-end="url(#arrow)"/>'
+           % (x1, y1, x2, y2, color)]
+    if label:
+        out.append(_text((x1 + x2) // 2, min(y1, y2) + (abs(y2 - y1) // 2) - 6, label, 10, color="#555",
+                         anchor="middle"))
+    return out
+
+
+def _fmt_tokens(tokens):
+    if tokens >= 1000000:
+        return "%.1fM" % (tokens / 1000000.0)
+    return "%.1fk" % (tokens / 1000.0) if tokens >= 1000 else str(tokens)
+
+
+def _vram_bar(x, y, w, gpu, models):
+    """One bar for the node's card: weights, KV cache, overhead of the running models, free."""
+    total = float(gpu["vram_mib"]) * (1 << 20)
+    parts = {"weights": 0.0, "kv": 0.0, "overhead": 0.0}
+    for model in models:
+        plan = model["plan"]
+        if not (model["active"] and plan):
+            continue
+        tp = max(int(plan.get("tensor_parallel_size") or 1), 1)
+        share = 1.0 / max(gpu["count"], 1) * tp
+        parts["weights"] += plan.get("weight_bytes", 0) * share
+        parts["kv"] += plan.get("kv_cache_bytes", 0) * share
+        parts["overhead"] += (plan.get("activation_bytes", 0) + plan.get("non_torch_bytes", 0)
+                              + plan.get("cudagraph_bytes", 0)) * share
+    out = [_rect(x, y, w, 18, COLORS["free"], "#999", 3)]
+    cursor = x
+    for key in ("weights", "kv", "overhead"):
+        width = w * min(parts[key] / total, 1.0) if total else 0
+        if width > 0.5:
+            out.append(_rect(cursor, y, width, 18, COLORS[key]))
+        cursor += width
+    used = sum(parts.values())
+    label = "%s x%d  %.1f GiB VRAM" % (gpu["model"], gpu["count"], gpu["vram_mib"] / 1024.0)
+    out.append(_text(x, y - 5, label, 11, "bold"))
+    free = "%.1f GiB planned, %.1f GiB free" % (used / GIB, max(total - used, 0) / GIB) if used \
+        else "GPU free in this mode"
+    out.append(_text(x + w, y + 32, free, 10, color="#555", anchor="end"))
+    return out
+
+
+def _model_block(x, y, model):
+    color = "#222" if model["active"] else COLORS["stopped"]
+    state = "running" if model["active"] else "stopped in this mode"
+    modes = ", ".join(model["modes"]) if model["modes"] else "every mode"
+    lines = [_text(x, y, "%s  (%s)" % (model["served_name"], state), 12, "bold", color),
+             _text(x, y + 16, "modes: %s   quant: %s   TP %d" % (modes, model["quantization"] or "none",
+                                                                   model["tensor_parallel_size"]), 11, color=color)]
+    plan = model["plan"]
+    if plan:
+        lines.append(_text(x, y + 31, "context %d  |  KV %s tokens (%.2f GiB)  |  util %.2f"
+                           % (plan["max_model_len"], _fmt_tokens(plan["kv_cache_tokens"]),
+                              plan["kv_cache_bytes"] / GIB, plan["gpu_memory_utilization"]), 11, color=color))
+        lines.append(_text(x, y + 46, "weights %.2f GiB  |  max seqs %d  |  route %s"
+                           % (plan["weight_bytes"] / GIB, plan["max_num_seqs"], " > ".join(model["route"])),
+                           11, color=color))
+    else:
+        note = model["note"] or ""
+        lines.append(_text(x, y + 31, "plan: " + (note[:70] + "..." if len(note) > 70 else note), 11,
+                           color="#b00020" if "fit" in note else color))
+        lines.append(_text(x, y + 46, "route %s" % " > ".join(model["route"]), 11, color=color))
+    return lines
+
+
+def topology_svg(data, title="homelab.gpu_stack"):
+    nodes = data["nodes"]
+    width = max(MARGIN * 2 + len(nodes) * NODE_W + (len(nodes) - 1) * GAP, 900)
+    body = []
+    # header
+    body.append(_text(MARGIN, 34, title, 20, "bold"))
+    body.append(_text(MARGIN, 54, "active GPU mode: %s" % (data.get("mode") or "(all)"), 13, color="#444"))
+    # gateway and fallback chain
+    chain = data["chain"]
+    gx, gy = MARGIN, 80
+    body.append(_rect(gx, gy, 200, 50, "#fff3cd", "#c9a227", 8))
+    body.append(_text(gx + 100, gy + 22, "LiteLLM gateway", 13, "bold", anchor="middle"))
+    body.append(_text(gx + 100, gy + 40, "one model group per served name", 10, color="#555", anchor="middle"))
+    tier_w, tx = 190, gx + 260
+    tier_pos = {}
+    for index, tier in enumerate(chain):
+        x = tx + index * (tier_w + 50)
+        tier_pos[tier["name"]] = x
+        body.append(_rect(x, gy, tier_w, 50, "#ffffff", COLORS.get(tier["kind"], "#555"), 8))
+        body.append(_rect(x, gy, 8, 50, COLORS.get(tier["kind"], "#555"), rx=3))
+        body.append(_text(x + 16, gy + 20, "%d. %s tier (%s)" % (index + 1, tier["name"], tier["kind"]), 12, "bold"))
+        target = tier["target"] if len(tier["target"]) <= 26 else tier["target"][:25] + "..."
+        body.append(_text(x + 16, gy + 38, "%s  |  %gs" % (target, tier["timeout_s"]), 10, color="#555"))
+        if index:
+            body += _arrow(x - 50, gy + 25, x - 2, gy + 25, "fallback")
+    width = max(width, tx + len(chain) * (tier_w + 50) + MARGIN)
+    body += _arrow(gx + 200, gy + 25, tx - 2, gy + 25)
+    # nodes
+    top = 170
+    max_h = 0
+    for index, node in enumerate(nodes):
+        x = MARGIN + index * (NODE_W + GAP)
+        height = 60 + (60 if node["gpu"] else 0) + 64 * max(len(node["models"]), 0) + 10
+        max_h = max(max_h, height)
+        fill = "#eef4fb" if node["gpu"] else "#f5f5f5"
+        body.append(_rect(x, top, NODE_W, height, fill, "#7a8ca3", 10))
+        body.append(_text(x + 14, top + 24, node["name"], 15, "bold"))
+        body.append(_text(x + 14, top + 42, " + ".join(node["roles"]), 11, color="#555"))
+        y = top + 76
+        if node["gpu"]:
+            body += _vram_bar(x + 14, y, NODE_W - 28, node["gpu"], node["models"])
+            y += 50
+        for model in node["models"]:
+            body += _model_block(x + 14, y + 10, model)
+            y += 64
+        if node["gpu"] and "gpu" in tier_pos and any(m["active"] for m in node["models"]):
+            body += _arrow(tier_pos["gpu"] + tier_w // 2, 130, x + NODE_W // 2, top - 2, None, COLORS["gpu"])
+    # legend
+    ly = top + max_h + 30
+    lx = MARGIN
+    for key, label in (("weights", "weights"), ("kv", "KV cache"),
+                       ("overhead", "activations + CUDA context/graphs"), ("free", "free")):
+        body.append(_rect(lx, ly - 10, 12, 12, COLORS[key], "#999"))
+        body.append(_text(lx + 18, ly, label, 11))
+        lx += 18 + 7 * len(label) + 30
+    height = ly + 24
+    head = ('<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d">'
+            '<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" '
+            'orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z" fill="#555"/></marker></defs>'
+            '<rect width="100%%" height="100%%" fill="#ffffff"/>' % (width, height, width, height))
+    return "\n".join(['<?xml version="1.0" encoding="UTF-8"?>', head] + body + ["</svg>", ""])
+
+
+class FilterModule(object):
+    def filters(self):
+        return {"topology": topology, "topology_svg": topology_svg}

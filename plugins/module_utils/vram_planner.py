@@ -116,6 +116,10 @@ DEFAULT_TUNABLES = {
     "min_context": 256,
 }
 
+# Architectures whose vLLM implementation derives head_dim from hidden/heads
+# and ignores config.json's head_dim (found by tests/e2e/test_planner_vs_vllm.py).
+HEAD_DIM_FROM_HIDDEN = ("qwen2",)
+
 SHAPE_REQUIRED = ("num_layers", "num_attention_heads", "num_kv_heads", "head_dim", "hidden_size")
 
 
@@ -358,11 +362,14 @@ def shape_from_hf_config(config, weight_bytes_total=None):
     text = config.get("text_config") or config
     heads = text["num_attention_heads"]
     hidden = text["hidden_size"]
+    head_dim = text.get("head_dim") or hidden // heads
+    if text.get("model_type") in HEAD_DIM_FROM_HIDDEN:
+        head_dim = hidden // heads
     shape = {
         "num_layers": text["num_hidden_layers"],
         "num_attention_heads": heads,
         "num_kv_heads": text.get("num_key_value_heads") or heads,
-        "head_dim": text.get("head_dim") or hidden // heads,
+        "head_dim": head_dim,
         "hidden_size": hidden,
         "intermediate_size": text.get("intermediate_size"),
         "vocab_size": text.get("vocab_size"),

@@ -81,6 +81,11 @@ def make_tiny_model(out_dir, layers=2, hidden=128, heads=4, kv_heads=2, head_dim
 
     if heads % kv_heads:
         raise ValueError("heads (%d) must be a multiple of kv_heads (%d)" % (heads, kv_heads))
+    if arch == "qwen2" and head_dim and head_dim != hidden // heads:
+        # vLLM's Qwen2 derives head_dim from hidden/heads and ignores the
+        # config's; such a model would not be the one vLLM serves.
+        raise ValueError("qwen2: head_dim must be hidden / heads (%d), got %d"
+                         % (hidden // heads, head_dim))
     head_dim = head_dim or hidden // heads
     os.makedirs(out_dir, exist_ok=True)
     tokenizer = _train_tokenizer(out_dir, vocab)

@@ -471,3 +471,22 @@ def test_topology_in_gaming_mode_frees_the_gpu():
     assert [m["active"] for m in data["nodes"][1]["models"]] == [False, False]
     svg = topology_svg(data)
     assert "GPU free in this mode" in svg and "(running)" not in svg
+
+
+# --- docs ----------------------------------------------------------------------------
+
+def test_docs_name_only_real_gpu_addons_variables_and_filters():
+    specs = _yaml("roles/gpu_addons/meta/argument_specs.yml")["argument_specs"]
+    known = set()
+    for entry in specs.values():
+        known |= set(entry["options"])
+    docs = [os.path.join(ROOT, "docs", f) for f in os.listdir(os.path.join(ROOT, "docs")) if f.endswith(".md")]
+    docs.append(os.path.join(ROOT, "roles", "gpu_addons", "README.md"))
+    from ansible_collections.homelab.gpu_stack.plugins.filter import gpu_mode, topology
+    filters = set(gpu_mode.FilterModule().filters()) | set(topology.FilterModule().filters())
+    for path in docs:
+        text = open(path).read()
+        for name in set(re.findall(r"\bgpu_addons_[a-z0-9_]+", text)) - {"gpu_addons_objects", "gpu_addons_capacity"}:
+            assert name in known, "%s names %s, which gpu_addons does not have" % (path, name)
+        for name in set(re.findall(r"homelab\.gpu_stack\.(mode_\w+|topology\w*)", text)):
+            assert name in filters, "%s names filter %s" % (path, name)

@@ -26,7 +26,9 @@ rm -f "$out"/*.deb
 build_deb() { # name depends files...
   local name=$1 depends=$2; shift 2
   local root="$work/$name"
-  mkdir -p "$root/DEBIAN" "$root/usr/bin"
+  mkdir -p "$root/DEBIAN" "$root/usr/bin" "$root/usr/share/doc/$name"
+  # A package with no files is "disappeared" by dpkg; each carries a note.
+  echo "TEST DOUBLE of NVIDIA's $name, built by homelab.gpu_stack tests." > "$root/usr/share/doc/$name/README.double"
   for f in "$@"; do install -m 0755 "$here/bin/$f" "$root/usr/bin/$f"; done
   {
     echo "Package: $name"

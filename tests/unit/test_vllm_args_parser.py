@@ -1,0 +1,110 @@
+# Copyright: homelab.gpu_stack contributors
+# Apache License 2.0 (see LICENSE)
+"""Every vLLM argument list we emit for the shipped inventories, parsed by vLLM itself.
+
+The lists come from the same filters the vllm role's Deployment template
+calls (model_specs -> vram_plan -> vllm_args) over the inventories' real
+variables (ansible-inventory --list). They are parsed in the CPU vLLM venv
+(scripts/venv-vllm.sh) by `vllm serve`'s own parser and
+validate_parsed_serve_args (tests/support/vllm_argparse.py), so a flag vLLM
+renamed or removed, or a value it no longer accepts, fails here. Quantization
+methods and reasoning parsers, which argparse does not check, are compared
+with the names vLLM registers.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ansible_collections.homelab.gpu_stack.plugins.filter.vllm import vllm_args, vram_plan
+from ansible_collections.homelab.gpu_stack.plugins.module_utils.model_spec import collect_models, public
+
+ROOT = Path(__file__).resolve().parents[2]
+INVENTORIES = ["inventories/example", "inventories/local"]
+
+
+def inventory_vars(inventory):
+    ansible_inventory = Path(sys.executable).with_name("ansible-inventory")
+    out = subprocess.run([str(ansible_inventory), "-i", inventory, "--list"], cwd=ROOT, check=True,
+                         capture_output=True, text=True, timeout=120).stdout
+    data = json.loads(out)
+    hostvars = data["_meta"]["hostvars"]
+    workers = data.get("gpu_workers", {}).get("hosts", [])
+    return hostvars, workers
+
+
+def emitted_lists():
+    lists = {}
+    for inventory in INVENTORIES:
+        hostvars, workers = inventory_vars(inventory)
+        for model in collect_models(hostvars, workers):
+            spec = public(model)
+            plan = vram_plan(spec, hostvars[spec["node"]]["gpu_stack_gpu"])
+            lists["%s:%s" % (inventory, spec["name"])] = vllm_args(spec, plan)
+    return lists
+
+
+@pytest.fixture(scope="module")
+def parsed(vllm_python):
+    lists = emitted_lists()
+    # A control: a flag vLLM does not have must fail, or the check proves nothing.
+    lists["control:renamed-flag"] = ["org/x", "--max-model-length", "512"]
+    proc = subprocess.run([str(vllm_python), str(ROOT / "tests/support/vllm_argparse.py")],
+                          input=json.dumps(lists), capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return lists, json.loads(proc.stdout)
+
+
+@pytest.fixture(scope="module")
+def vllm_python():
+    out = subprocess.run(["bash", str(ROOT / "scripts/venv-vllm.sh")], cwd=ROOT, check=True,
+                         stdout=subprocess.PIPE, text=True, timeout=1800)
+    return Path(out.stdout.strip().splitlines()[-1]) / "bin" / "python"
+
+
+def test_every_emitted_list_parses(parsed):
+    lists, results = parsed
+    labels = [label for label in lists if not label.startswith("control:")]
+    assert len(labels) >= 3, labels  # both inventories contribute models
+    failures = dict((label, results[label]["error"]) for label in labels if not results[label]["ok"])
+    assert not failures, failures
+
+
+def test_the_parser_rejects_a_renamed_flag(parsed):
+    _, results = parsed
+    assert not results["control:renamed-flag"]["ok"]
+    assert "--max-model-length" in results["control:renamed-flag"]["error"]
+
+
+def test_vllm_reads_our_values(parsed):
+    lists, results = parsed
+    for label, argv in lists.items():
+        if label.startswith("control:"):
+            continue
+        got = results[label]["args"]
+        assert got["model"] == argv[0]
+        assert str(got["max_model_len"]) == argv[argv.index("--max-model-len") + 1]
+        assert got["gpu_memory_utilization"] == float(argv[argv.index("--gpu-memory-utilization") + 1])
+        assert str(got["max_num_seqs"]) == argv[argv.index("--max-num-seqs") + 1]
+
+
+def test_registered_names(parsed):
+    lists, results = parsed
+    known = results["_known"]
+    for label, argv in lists.items():
+        for flag, kind in (("--quantization", "quantization"), ("--reasoning-parser", "reasoning_parser"),
+                           ("--tool-call-parser", "tool_call_parser")):
+            if flag in argv:
+                assert argv[argv.index(flag) + 1] in known[kind], (label, flag, known[kind])
+
+
+def test_role_default_quantizations_are_registered(parsed):
+    import yaml
+
+    _, results = parsed
+    defaults = yaml.safe_load((ROOT / "roles/vllm/defaults/main.yml").read_text())
+    unknown = set(defaults["vllm_supported_quantizations"]) - set(results["_known"]["quantization"])
+    assert not unknown

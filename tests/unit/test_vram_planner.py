@@ -1,0 +1,166 @@
+# Copyright: homelab.gpu_stack contributors
+# Apache License 2.0 (see LICENSE)
+"""The VRAM planner's arithmetic and choices (the real-vLLM check is tests/e2e)."""
+
+import pytest
+
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.homelab.gpu_stack.plugins.filter.vllm import vllm_args, vram_plan
+from ansible_collections.homelab.gpu_stack.plugins.module_utils import vram_planner as vp
+
+GIB = 1 << 30
+
+QWEN05 = dict(name="qwen2.5-0.5b", num_layers=24, num_attention_heads=14, num_kv_heads=2, head_dim=64,
+              hidden_size=896, intermediate_size=4864, vocab_size=151936, tie_word_embeddings=True,
+              max_position_embeddings=32768, params_b=0.494)
+LLAMA8 = dict(name="llama-3.1-8b", num_layers=32, num_attention_heads=32, num_kv_heads=8, head_dim=128,
+              hidden_size=4096, intermediate_size=14336, vocab_size=128256, max_position_embeddings=131072,
+              params_b=8.03)
+QWEN14 = dict(name="qwen2.5-14b", num_layers=48, num_attention_heads=40, num_kv_heads=8, head_dim=128,
+              hidden_size=5120, intermediate_size=13824, vocab_size=152064, max_position_embeddings=32768,
+              params_b=14.77)
+
+
+def test_bytes_per_token_is_two_x_layers_x_kv_heads_x_head_dim_x_dtype():
+    assert vp.kv_bytes_per_token(LLAMA8) == 2 * 32 * 8 * 128 * 2 == 131072
+    assert vp.kv_bytes_per_token(LLAMA8, dtype="float32") == 262144
+    assert vp.kv_bytes_per_token(LLAMA8, kv_cache_dtype="fp8") == 65536
+    # KV heads split over tensor-parallel ranks, replicated when fewer than ranks.
+    assert vp.kv_bytes_per_token(LLAMA8, tensor_parallel_size=2) == 65536
+    assert vp.kv_bytes_per_token(QWEN05, tensor_parallel_size=4) == 2 * 24 * 1 * 64 * 2
+
+
+def test_reproduces_vllm_026_on_h100():
+    """vLLM 0.26 on an H100 (ENVIRONMENT.md): util 0.15, defaults -> 906,992 KV tokens."""
+    total_mib = 81089  # what torch.cuda.mem_get_info reports for the 80 GB H100
+    plan = vp.plan(QWEN05, total_mib, gpu_memory_utilization=0.15, max_num_batched_tokens=8192,
+                   max_num_seqs_cap=1024)
+    assert plan["weight_gib"] == pytest.approx(0.93, abs=0.02)
+    assert abs(plan["kv_cache_tokens"] - 906992) / 906992 < 0.03
+
+
+def test_llama8b_on_24gb_card():
+    plan = vp.plan(LLAMA8, 24564)
+    assert 0.90 <= plan["gpu_memory_utilization"] <= 0.95
+    assert plan["weight_gib"] == pytest.approx(14.96, abs=0.05)
+    # vLLM refuses a max_model_len the cache cannot hold once.
+    assert plan["max_model_len"] <= plan["kv_cache_tokens"]
+    assert plan["max_model_len"] < LLAMA8["max_position_embeddings"]
+    # Enough sequences for a concurrency of 32 (the benchmark's), a multiple of 8.
+    assert plan["max_num_seqs"] >= 32 and plan["max_num_seqs"] % 8 == 0
+    assert plan["kv_cache_tokens"] >= plan["max_num_seqs"] * 512
+
+
+def test_model_max_wins_when_the_cache_is_large():
+    plan = vp.plan(QWEN05, 81559)
+    assert plan["max_model_len"] == 32768
+    assert plan["max_num_seqs"] == 256
+
+
+def test_refuses_a_model_that_cannot_fit_with_the_numbers():
+    with pytest.raises(vp.PlanError) as err:
+        vp.plan(QWEN14, 24564)
+    message = str(err.value)
+    assert "qwen2.5-14b does not fit" in message
+    assert "weights 27.51 GiB" in message and "24564 MiB" in message
+
+
+def test_quantized_8b_fits_a_12gb_card():
+    plan = vp.plan(LLAMA8, 12288, quantization="awq_marlin", dtype="float16")
+    assert 5.0 < plan["weight_gib"] < 6.0
+    assert plan["kv_cache_tokens"] > 16384
+
+
+def test_tensor_parallel_halves_weights_per_gpu():
+    one = vp.plan(QWEN14, 81559)
+    two = vp.plan(QWEN14, 81559, tensor_parallel_size=2)
+    assert two["weight_bytes"] == pytest.approx(one["weight_bytes"] / 2, rel=0.001)
+    assert two["kv_bytes_per_token"] == one["kv_bytes_per_token"] // 2
+
+
+def test_context_above_the_model_maximum():
+    with pytest.raises(vp.PlanError, match=r"context_length 65536 is above the model's maximum 32768"):
+        vp.plan(QWEN05, 24564, context_length=65536)
+
+
+def test_context_above_the_kv_budget():
+    with pytest.raises(vp.PlanError, match=r"context_length 131072 needs 16.00 GiB of KV cache"):
+        vp.plan(LLAMA8, 24564, context_length=131072)
+
+
+def test_explicit_context_is_kept():
+    assert vp.plan(LLAMA8, 24564, context_length=8192)["max_model_len"] == 8192
+
+
+def test_shape_gaps_are_named():
+    with pytest.raises(vp.PlanError, match="lacks num_kv_heads, head_dim"):
+        vp.plan({"num_layers": 2, "num_attention_heads": 4, "hidden_size": 128, "params_b": 1}, 12288)
+
+
+def test_unknown_tunable_is_refused():
+    with pytest.raises(vp.PlanError, match="unknown tunables max_seqs"):
+        vp.plan(QWEN05, 12288, max_seqs=4)
+
+
+def test_hf_config_shape():
+    llama = {"model_type": "llama", "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 4,
+             "hidden_size": 128, "head_dim": 16, "vocab_size": 500, "max_position_embeddings": 2048,
+             "torch_dtype": "bfloat16"}
+    assert vp.shape_from_hf_config(llama)["head_dim"] == 16
+    # vLLM's Qwen2 derives head_dim from hidden/heads whatever config.json says.
+    qwen = dict(llama, model_type="qwen2")
+    assert vp.shape_from_hf_config(qwen)["head_dim"] == 32
+    assert "weight_bytes" not in vp.shape_from_hf_config(llama)
+    assert vp.shape_from_hf_config(llama, 1000)["weight_bytes"] == 1000
+
+
+def test_float32_checkpoint_served_in_bf16_halves_the_file_size():
+    shape = dict(LLAMA8, weight_bytes=32 * GIB, torch_dtype="float32")
+    assert vp.weight_bytes(shape, dtype="bfloat16") == 16 * GIB
+
+
+SPEC = {"name": "llama-8b", "source": "org/llama", "revision": "abc123", "served_name": "llama",
+        "dtype": "float16", "quantization": "awq_marlin", "context_length": "auto", "tensor_parallel_size": 1,
+        "node": "nuc", "tokenizer": None, "extra_args": {"reasoning-parser": "deepseek_r1"},
+        "shape": {k: v for k, v in LLAMA8.items() if k != "name"}}
+GPU12 = {"model": "RTX 3060", "vram_mib": 12288, "count": 1}
+
+
+def test_filter_plans_and_builds_args():
+    plan = vram_plan(SPEC, GPU12)
+    args = vllm_args(SPEC, plan)
+    assert args[0] == "org/llama"  # positional: `vllm serve --model` is deprecated
+    assert args[args.index("--revision") + 1] == "abc123"
+    assert args[args.index("--quantization") + 1] == "awq_marlin"
+    assert args[args.index("--max-model-len") + 1] == str(plan["max_model_len"])
+    assert args[args.index("--gpu-memory-utilization") + 1] == "%.2f" % plan["gpu_memory_utilization"]
+    assert args[-2:] == ["--reasoning-parser", "deepseek_r1"]
+
+
+def test_extra_args_replace_planned_flags_and_reach_the_planner():
+    spec = dict(SPEC, extra_args={"max-num-seqs": 4, "enforce-eager": True, "kv-cache-dtype": "fp8"})
+    plan = vram_plan(spec, GPU12)
+    assert plan["enforce_eager"] and plan["cudagraph_bytes"] == 0
+    assert plan["kv_bytes_per_token"] == 65536
+    args = vllm_args(spec, plan)
+    assert args.count("--max-num-seqs") == 1 and args[args.index("--max-num-seqs") + 1] == "4"
+    assert args.count("--enforce-eager") == 1
+
+
+def test_filter_refuses_more_gpus_than_the_node_has():
+    with pytest.raises(AnsibleFilterError, match=r"model llama-8b on nuc.tensor_parallel_size: 2 GPUs asked, the node has 1"):
+        vram_plan(dict(SPEC, tensor_parallel_size=2), GPU12)
+
+
+def test_filter_names_the_model_when_it_cannot_fit():
+    with pytest.raises(AnsibleFilterError, match=r"model llama-8b on nuc: model llama-8b does not fit"):
+        vram_plan(dict(SPEC, quantization=None), GPU12)
+
+
+def test_local_path_has_no_revision():
+    spec = dict(SPEC, source="/models/tiny", quantization=None, dtype="float32",
+                shape=dict(num_layers=2, num_attention_heads=4, num_kv_heads=2, head_dim=32, hidden_size=128,
+                           params_b=0.0004, max_position_embeddings=2048))
+    args = vllm_args(spec, vram_plan(spec, GPU12))
+    assert args[0] == "/models/tiny" and "--revision" not in args

@@ -53,7 +53,7 @@ import json
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.homelab.gpu_stack.plugins.module_utils.vram_planner import (
-    PlanError, merge_shape, plan)
+    GIB, PlanError, merge_shape, plan, weight_bytes)
 
 # extra_args that change the memory plan: handed to the planner as tunables
 # so the plan and the flags agree.
@@ -94,6 +94,36 @@ def vram_plan(model, gpu, config_shape=None, tunables=None):
                     tensor_parallel_size=tp, name=model["name"], **tun)
     except (PlanError, KeyError, TypeError) as exc:
         raise AnsibleFilterError("%s: %s" % (where, exc))
+
+
+def model_weight_gib(model):
+    """Weights of the whole model in GiB (the spec's shape): the download a cache must hold."""
+    shape = model.get("shape") or {}
+    try:
+        return round(weight_bytes(shape, model.get("dtype") or "auto", model.get("quantization")) / GIB, 2)
+    except (KeyError, TypeError, ValueError):
+        return 0.0
+
+
+def model_cache_gib(model):
+    """What a model's cache must hold: cache.size_gib, else the weights from its shape."""
+    size = (model.get("cache") or {}).get("size_gib")
+    return float(size) if size else model_weight_gib(model)
+
+
+def cache_filesystem(mounts, path):
+    """The mount (from ansible_facts.mounts) holding ``path``: the longest mount-point prefix."""
+    best = None
+    for mount in mounts or []:
+        point = mount.get("mount") or ""
+        if "size_available" not in mount:
+            continue
+        if path == point or path.startswith(point.rstrip("/") + "/"):
+            if best is None or len(point) > len(best["mount"]):
+                best = mount
+    if best is None:
+        raise AnsibleFilterError("cache_filesystem: no mounted filesystem holds %s" % path)
+    return best
 
 
 def _flag(name, value):
@@ -143,4 +173,7 @@ class FilterModule(object):
         return {
             "vram_plan": vram_plan,
             "vllm_args": vllm_args,
+            "model_weight_gib": model_weight_gib,
+            "model_cache_gib": model_cache_gib,
+            "cache_filesystem": cache_filesystem,
         }

@@ -19,7 +19,7 @@ DOCUMENTATION = r"""
 name: mode_replicas
 short_description: Replicas per model in a GPU mode
 description:
-  - Returns C({model name: 1 or 0}): 1 when the model's C(modes) include I(mode) or are empty.
+  - Returns a mapping of model name to replicas, 1 when the model's C(modes) include I(mode) or are empty, else 0.
   - Fails naming C(gpu_stack_gpu_mode) when I(mode) is not one of I(modes).
 positional: _input, mode, modes
 options:
@@ -36,6 +36,18 @@ options:
     description: All modes of the inventory (C(gpu_stack_gpu_modes)); checked when given.
     type: list
     elements: str
+"""
+
+EXAMPLES = r"""
+- name: Replicas per model in mode gaming
+  ansible.builtin.debug:
+    msg: "{{ hostvars | homelab.gpu_stack.model_specs(groups['gpu_workers']) | homelab.gpu_stack.mode_replicas('gaming', gpu_stack_gpu_modes) }}"
+"""
+
+RETURN = r"""
+_value:
+  description: Model name to replicas (0 or 1).
+  type: dict
 """
 
 from ansible.errors import AnsibleFilterError

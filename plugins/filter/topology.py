@@ -43,6 +43,20 @@ options:
     type: dict
 """
 
+EXAMPLES = r"""
+- name: Draw the stack
+  ansible.builtin.copy:
+    dest: rendered/topology.svg
+    content: "{{ hostvars | homelab.gpu_stack.topology(groups, gpu_stack_tiers, gpu_stack_gpu_mode) | homelab.gpu_stack.topology_svg }}"
+    mode: "0644"
+"""
+
+RETURN = r"""
+_value:
+  description: C(mode), C(nodes) (name, roles, gpu, models with plan) and C(chain) (the tiers in fallback order).
+  type: dict
+"""
+
 from xml.sax.saxutils import escape
 
 from ansible.errors import AnsibleFilterError
@@ -116,7 +130,9 @@ def topology(hostvars, groups, tiers, mode=None, plans=None):
 COLORS = {"weights": "#4c78a8", "kv": "#54a24b", "overhead": "#f58518", "free": "#e0e0e0",
           "gpu": "#4c78a8", "cpu": "#72b7b2", "cloud": "#b279a2", "stopped": "#9e9e9e"}
 FONT = "DejaVu Sans, Verdana, sans-serif"
-NODE_W, GAP, MARGIN = 380, 30, 30
+NODE_W = 380
+GAP = 30
+MARGIN = 30
 
 
 def _text(x, y, text, size=12, weight="normal", color="#222", anchor="start"):
@@ -169,8 +185,9 @@ def _vram_bar(x, y, w, gpu, models):
     used = sum(parts.values())
     label = "%s x%d  %.1f GiB VRAM" % (gpu["model"], gpu["count"], gpu["vram_mib"] / 1024.0)
     out.append(_text(x, y - 5, label, 11, "bold"))
-    free = "%.1f GiB planned, %.1f GiB free" % (used / GIB, max(total - used, 0) / GIB) if used \
-        else "GPU free in this mode"
+    free = "GPU free in this mode"
+    if used:
+        free = "%.1f GiB planned, %.1f GiB free" % (used / GIB, max(total - used, 0) / GIB)
     out.append(_text(x + w, y + 32, free, 10, color="#555", anchor="end"))
     return out
 
@@ -179,9 +196,9 @@ def _model_block(x, y, model):
     color = "#222" if model["active"] else COLORS["stopped"]
     state = "running" if model["active"] else "stopped in this mode"
     modes = ", ".join(model["modes"]) if model["modes"] else "every mode"
+    facts = "modes: %s   quant: %s   TP %d" % (modes, model["quantization"] or "none", model["tensor_parallel_size"])
     lines = [_text(x, y, "%s  (%s)" % (model["served_name"], state), 12, "bold", color),
-             _text(x, y + 16, "modes: %s   quant: %s   TP %d" % (modes, model["quantization"] or "none",
-                                                                   model["tensor_parallel_size"]), 11, color=color)]
+             _text(x, y + 16, facts, 11, color=color)]
     plan = model["plan"]
     if plan:
         lines.append(_text(x, y + 31, "context %d  |  KV %s tokens (%.2f GiB)  |  util %.2f"

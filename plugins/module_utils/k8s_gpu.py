@@ -169,10 +169,10 @@ def node_report(name, node, expected, resource):
                              "registered there: is its pod running on the node, with runtimeClassName "
                              "nvidia?)" % (name, resource))
     elif report["allocatable"] < expected:
-        report["problem"] = ("node %s reports allocatable %s=%d (capacity %s), expected at least %d"
+        report["problem"] = ("node %s reports allocatable %s=%s (capacity %s), expected at least %s"
                              % (name, resource, report["allocatable"], report["capacity"], expected))
     elif not report["ready"]:
-        report["problem"] = "node %s offers %s=%d but is not Ready" % (name, resource, report["allocatable"])
+        report["problem"] = "node %s offers %s=%s but is not Ready" % (name, resource, report["allocatable"])
     return report
 
 

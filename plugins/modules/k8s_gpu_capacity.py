@@ -21,7 +21,7 @@ description:
     waiting or failing, since in a check run the device plugin is not installed yet.
 version_added: 0.1.0
 author:
-  - homelab.gpu_stack maintainers
+  - homelab.gpu_stack maintainers (@homelab)
 extends_documentation_fragment:
   - homelab.gpu_stack.k8s_auth
 options:
@@ -50,8 +50,10 @@ options:
     default: 5
 attributes:
   check_mode:
+    description: Can run in check mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
 notes:
   - Only the allocatable figure counts, since the scheduler places pods by it; capacity is reported beside it.

@@ -21,6 +21,8 @@ __metaclass__ = type
 import time
 
 STEPS = ("health", "models", "chat")
+# A refused key or a rejected request will not change by waiting: fail at once.
+PERMANENT_STATUS = (400, 401, 403)
 # LiteLLM names the backend that answered and the fallbacks tried in these.
 BACKEND_HEADERS = ("x-litellm-model-api-base", "x-litellm-attempted-fallbacks",
                    "x-litellm-model-id", "x-litellm-model-group")
@@ -162,24 +164,27 @@ class Gate(object):
         for step in STEPS:
             step_start = self.clock()
             attempts = 0
+            permanent = False
             while True:
                 attempts += 1
                 try:
                     out = checks[step](end)
                     break
-                except Exception as exc:  # every failure is retried until the deadline
+                except Exception as exc:  # retried until the deadline unless permanent
                     result["last_error"] = "%s: %s" % (step, describe(exc))
+                    permanent = getattr(exc, "status_code", None) in PERMANENT_STATUS
                 now = self.clock()
-                if now >= end:
+                if now >= end or permanent:
                     result["steps"][step] = {"passed": False, "attempts": attempts,
                                              "latency_s": round(now - step_start, 4)}
                     result["attempts"] += attempts
                     result["elapsed_s"] = round(now - start, 4)
                     raise GateError(
-                        "%s is not serving %s after %.1fs: step '%s' still failing after %d "
+                        "%s is not serving %s after %.1fs: step '%s' %s after %d "
                         "attempt(s); last error: %s"
-                        % (self.base_url, ", ".join(self.names), now - start, step, attempts,
-                           result["last_error"]), result)
+                        % (self.base_url, ", ".join(self.names), now - start, step,
+                           "refused (HTTP status that waiting cannot fix)" if permanent
+                           else "still failing", attempts, result["last_error"]), result)
                 self.sleep(min(self.poll_interval, end - now))
             result["steps"][step] = {"passed": True, "attempts": attempts,
                                      "latency_s": round(self.clock() - step_start, 4)}

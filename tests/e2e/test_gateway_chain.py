@@ -104,6 +104,8 @@ def test_rendered_config_is_the_roles_and_chains_gpu_cpu_cloud(chain):
     assert groups["tiny-a"]["timeout"] == GPU_TIMEOUT_S
     assert groups["cloud"]["api_key"] == "os.environ/LITELLM_TIER_CLOUD_API_KEY"
     assert config["general_settings"]["master_key"] == "os.environ/LITELLM_MASTER_KEY"
+    # 1.106 refuses mock_testing_fallbacks (the forced-fallback gate) unless allowed.
+    assert config["general_settings"]["dangerously_allow_mock_testing_request_params"] is True
 
 
 def test_f_gate_passes_against_a_starting_vllm(chain):

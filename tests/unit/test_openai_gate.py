@@ -157,3 +157,19 @@ def test_health_url(base, path, url):
 def test_bad_options_name_the_option(kwargs, word):
     with pytest.raises(ValueError, match=word):
         gate(FakeServer(), Clock(), **kwargs)
+
+
+class StatusError(Exception):
+    def __init__(self, status_code, text):
+        super().__init__(text)
+        self.status_code = status_code
+
+
+@pytest.mark.parametrize("status,attempts", [(401, 1), (400, 1), (503, 4)])
+def test_refused_key_fails_at_once_while_a_503_is_waited_out(status, attempts):
+    clock = Clock()
+    server = FakeServer(contents=[StatusError(status, "Error code: %d" % status)])
+    with pytest.raises(GateError) as err:
+        gate(server, clock, deadline=2.5).run()
+    assert err.value.result["steps"]["chat"]["attempts"] == attempts
+    assert "Error code: %d" % status in str(err.value)

@@ -27,7 +27,7 @@ description:
   - Read-only; never reports a change.
 version_added: 0.1.0
 author:
-  - homelab.gpu_stack maintainers
+  - homelab.gpu_stack contributors (@homelab-gpu-stack)
 requirements:
   - openai (Python package, on the host that runs the module; site.yml delegates it to the controller)
 options:
@@ -83,8 +83,10 @@ options:
     default: false
 attributes:
   check_mode:
+    description: Can run in check mode; by default it then does not probe (see I(probe_in_check_mode)).
     support: full
   diff_mode:
+    description: Reports no diff; the gate changes nothing.
     support: none
 notes:
   - The first chat completion of a fresh vLLM can take longer than later ones; size I(request_timeout) for it.
@@ -198,7 +200,7 @@ def main():
         "health_path": {"type": "str", "default": "/health"},
         "force_fallback": {"type": "bool", "default": False},
         "prompt": {"type": "str", "default": "Say hello."},
-        "max_tokens": {"type": "int", "default": 8},
+        "max_tokens": {"type": "int", "default": 8, "no_log": False},
         "probe_in_check_mode": {"type": "bool", "default": False},
     }
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)

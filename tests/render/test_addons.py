@@ -330,6 +330,11 @@ def test_mode_switch_on_the_rendered_vllm_deployments(stack):
     local_host = _yaml("inventories/local/host_vars/gs-gpu.yml")
     modes = _yaml("inventories/local/group_vars/all/main.yml")["gpu_stack_gpu_modes"]
     models = model_specs({"gs-gpu": local_host}, ["gs-gpu"])
+    # the vllm role's own replicas for the inventory's mode agree with the filter
+    active = _yaml("inventories/local/group_vars/all/main.yml")["gpu_stack_gpu_mode"]
+    rendered = dict((d["metadata"]["labels"]["app.kubernetes.io/instance"], d["spec"].get("replicas", 1))
+                    for d in vllm_deployments(stack))
+    assert rendered == gpu_mode.mode_replicas(models, active, modes)
     for mode in modes:
         switched = gpu_mode.mode_switch(stack, models, mode, modes)
         want = gpu_mode.mode_replicas(models, mode, modes)

@@ -1,0 +1,147 @@
+# Copyright: homelab.gpu_stack contributors
+# Apache License 2.0 (see LICENSE)
+"""playbooks/render.yml on the shipped inventories: schema, then meaning.
+
+Every rendered object is validated against the OpenAPI schema of the pinned
+k3s's Kubernetes version with unknown fields failing (kubernetes-validate,
+strict); then the vLLM objects are checked for what they mean
+(serving_checks.semantic_errors), and each of those checks is shown to fire
+on a broken copy. The Deployment's arguments are compared with what the
+vllm_args filter emits (the list tests/unit/test_vllm_args_parser.py hands to
+vLLM's own parser).
+"""
+
+import copy
+import json
+import stat
+
+import kubernetes_validate
+import pytest
+
+from serving_checks import (inventory_models, k8s_version, load_objects, render, semantic_errors,
+                            validate_all)
+
+from ansible_collections.homelab.gpu_stack.plugins.filter.vllm import vllm_args, vram_plan
+
+TOKEN = "hf_renderCheckToken0123456789"
+INVENTORIES = ["inventories/example", "inventories/local"]
+
+
+@pytest.fixture(scope="module", params=INVENTORIES)
+def rendered(request, tmp_path_factory):
+    out = tmp_path_factory.mktemp(request.param.replace("/", "-"))
+    code, output = render(request.param, out, extra={"model_cache_hf_token": TOKEN})
+    assert code == 0, output[-4000:]
+    models, gpus, active = inventory_models(request.param)
+    return {"inventory": request.param, "dir": out, "objects": load_objects(out), "models": models,
+            "gpus": gpus, "active": active}
+
+
+def test_one_file_per_object_with_stable_names(rendered):
+    for name, obj in rendered["objects"].items():
+        assert name == "%s-%s.yaml" % (obj["kind"].lower(), obj["metadata"]["name"])
+    for model in rendered["models"]:
+        for kind in ("deployment", "service", "poddisruptionbudget", "ingress"):
+            assert "%s-%s.yaml" % (kind, model["name"]) in rendered["objects"]
+
+
+def test_every_object_passes_strict_openapi(rendered):
+    assert validate_all(rendered["objects"]) >= 4 * len(rendered["models"])
+
+
+def test_strict_validation_rejects_an_unknown_field(rendered):
+    deploy = copy.deepcopy(rendered["objects"]["deployment-%s.yaml" % rendered["models"][0]["name"]])
+    deploy["spec"]["template"]["spec"]["containers"][0]["gpus"] = 1
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deploy, k8s_version(), strict=True)
+
+
+def test_vllm_objects_mean_what_they_should(rendered):
+    assert semantic_errors(rendered["objects"], rendered["models"], rendered["gpus"], rendered["active"]) == []
+
+
+def test_deployment_runs_the_planned_arguments(rendered):
+    for model in rendered["models"]:
+        deploy = rendered["objects"]["deployment-%s.yaml" % model["name"]]
+        container = deploy["spec"]["template"]["spec"]["containers"][0]
+        plan = vram_plan(model, rendered["gpus"][model["node"]])
+        assert container["command"] == ["vllm", "serve"]
+        assert container["args"] == vllm_args(model, plan)
+        assert json.loads(deploy["metadata"]["annotations"]["homelab.gpu_stack/plan"]) == plan
+
+
+def test_secrets_only_in_secret_files(rendered):
+    hf_files = [n for n, o in rendered["objects"].items() if o["kind"] == "Secret" and n.endswith("-hf-token.yaml")]
+    assert len(hf_files) == len(rendered["models"])
+    for name in hf_files:
+        assert rendered["objects"][name]["stringData"]["HF_TOKEN"] == TOKEN
+        assert stat.S_IMODE((rendered["dir"] / name).stat().st_mode) == 0o600
+    for path in rendered["dir"].rglob("*.yaml"):
+        if path.name not in hf_files:
+            assert TOKEN not in path.read_text(), path.name
+    for model in rendered["models"]:
+        env = rendered["objects"]["deployment-%s.yaml" % model["name"]]["spec"]["template"]["spec"]["containers"][0]["env"]
+        token = [e for e in env if e["name"] == "HF_TOKEN"]
+        assert token == [{"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "%s-hf-token" % model["name"],
+                                                                               "key": "HF_TOKEN"}}}]
+
+
+def test_render_is_stable(rendered, tmp_path):
+    code, output = render(rendered["inventory"], tmp_path, extra={"model_cache_hf_token": TOKEN})
+    assert code == 0, output[-3000:]
+    def vllm_only(objects):
+        return dict((n, o) for n, o in objects.items()
+                    if o["metadata"].get("labels", {}).get("app.kubernetes.io/name") == "vllm")
+    again = vllm_only(load_objects(tmp_path))
+    assert again and again == vllm_only(rendered["objects"])
+
+
+# --- each semantic check fires on a broken copy -----------------------------------
+
+def _break(objects, model, how):
+    broken = copy.deepcopy(objects)
+    name = model["name"]
+    deploy = broken["deployment-%s.yaml" % name]
+    pod = deploy["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    if how == "selector":
+        broken["service-%s.yaml" % name]["spec"]["selector"]["app.kubernetes.io/instance"] = "other"
+    elif how == "port":
+        broken["service-%s.yaml" % name]["spec"]["ports"][0]["targetPort"] = "metrics"
+    elif how == "ingress-port":
+        broken["ingress-%s.yaml" % name]["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["port"] = {"name": "web"}
+    elif how == "gpus":
+        container["resources"]["limits"]["nvidia.com/gpu"] = model["tensor_parallel_size"] + 1
+    elif how == "probe":
+        container["livenessProbe"]["httpGet"]["port"] = 9000
+    elif how == "readiness":
+        container["readinessProbe"]["exec"]["command"][-1] = "import sys; sys.exit(0)"
+    elif how == "pdb":
+        spec = broken["poddisruptionbudget-%s.yaml" % name]["spec"]
+        spec.pop("maxUnavailable")
+        spec["minAvailable"] = 1
+    elif how == "strategy":
+        deploy["spec"]["strategy"] = {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+    elif how == "inline-secret":
+        container["env"] = [e for e in container["env"] if e["name"] != "HF_TOKEN"] + [{"name": "HF_TOKEN", "value": TOKEN}]
+    elif how == "runtime":
+        pod.pop("runtimeClassName")
+    elif how == "pin":
+        pod["nodeSelector"] = {}
+    elif how == "shm":
+        for volume in pod["volumes"]:
+            if volume["name"] == "dshm":
+                volume["emptyDir"] = {}
+    elif how == "image":
+        container["image"] = "vllm/vllm-openai:latest"
+    return broken
+
+
+@pytest.mark.parametrize("how", ["selector", "port", "ingress-port", "gpus", "probe", "readiness", "pdb",
+                                 "strategy", "inline-secret", "runtime", "pin", "shm", "image"])
+def test_each_check_fires(rendered, how):
+    model = rendered["models"][0]
+    assert rendered["gpus"][model["node"]]["count"] == model["tensor_parallel_size"]  # single-GPU node
+    broken = _break(rendered["objects"], model, how)
+    errors = semantic_errors(broken, rendered["models"], rendered["gpus"], rendered["active"])
+    assert errors and all(e.startswith(model["name"] + ":") for e in errors), errors

@@ -73,13 +73,13 @@ def vram_plan(model, gpu, config_shape=None, tunables=None):
     if not isinstance(model, dict) or "name" not in model:
         raise AnsibleFilterError("vram_plan: expects one normalised model spec, got %r"
                                  % (type(model).__name__,))
-    where = "model %s on %s" % (model["name"], model.get("node") or "?")
+    where = "model %s on host %s" % (model["name"], model.get("node") or "?")
     gpu = gpu or {}
     if not gpu.get("vram_mib"):
-        raise AnsibleFilterError("%s: gpu_stack_gpu.vram_mib of the node is not set" % where)
+        raise AnsibleFilterError("gpu_stack_gpu.vram_mib on host %s: not set (%s)" % (model.get("node"), where))
     tp = model.get("tensor_parallel_size") or 1
     if tp > (gpu.get("count") or 1):
-        raise AnsibleFilterError("%s.tensor_parallel_size: %d GPUs asked, the node has %d"
+        raise AnsibleFilterError("gpu_stack_models: %s: tensor_parallel_size %d GPUs asked, the node has %d"
                                  % (where, tp, gpu.get("count") or 1))
     tun = dict(tunables or {})
     for flag, key in EXTRA_TO_TUNABLE.items():
@@ -93,7 +93,13 @@ def vram_plan(model, gpu, config_shape=None, tunables=None):
                     context_length=model.get("context_length", "auto"),
                     tensor_parallel_size=tp, name=model["name"], **tun)
     except (PlanError, KeyError, TypeError) as exc:
-        raise AnsibleFilterError("%s: %s" % (where, exc))
+        message = str(exc)
+        # The planner's messages start with "model <name>"; say where it is listed.
+        if message.startswith("model %s" % model["name"]):
+            message = where + message[len("model %s" % model["name"]):]
+        else:
+            message = "%s: %s" % (where, message)
+        raise AnsibleFilterError("gpu_stack_models: " + message)
 
 
 def model_weight_gib(model):

@@ -149,12 +149,12 @@ def test_extra_args_replace_planned_flags_and_reach_the_planner():
 
 
 def test_filter_refuses_more_gpus_than_the_node_has():
-    with pytest.raises(AnsibleFilterError, match=r"model llama-8b on nuc.tensor_parallel_size: 2 GPUs asked, the node has 1"):
+    with pytest.raises(AnsibleFilterError, match=r"gpu_stack_models: model llama-8b on host nuc: tensor_parallel_size 2 GPUs asked, the node has 1"):
         vram_plan(dict(SPEC, tensor_parallel_size=2), GPU12)
 
 
 def test_filter_names_the_model_when_it_cannot_fit():
-    with pytest.raises(AnsibleFilterError, match=r"model llama-8b on nuc: model llama-8b does not fit"):
+    with pytest.raises(AnsibleFilterError, match=r"gpu_stack_models: model llama-8b on host nuc does not fit: weights 14.96 GiB"):
         vram_plan(dict(SPEC, quantization=None), GPU12)
 
 

@@ -61,6 +61,7 @@ def render(tmp_path, inventory="inventories/local", extra=None, expect_ok=True):
     with open(out) as handle:
         result = json.load(handle)
     result["_tmp"] = tmp_path
+    result["_recap"] = re.findall(r"localhost\s+: (ok=.*)", proc.stdout)[-1]
     return result
 
 
@@ -78,8 +79,18 @@ def sliced(tmp_path_factory):
 @pytest.fixture(scope="module")
 def crypto(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("crypto")
-    return render(tmp, extra={"gpu_addons_tls_mode": "community_crypto", "gpu_addons_render_secrets": True,
-                              "gpu_addons_prometheus_namespace": "monitoring"})
+    extra = {"gpu_addons_tls_mode": "community_crypto", "gpu_addons_render_secrets": True,
+             "gpu_addons_prometheus_namespace": "monitoring"}
+    first = render(tmp, extra=extra)
+    first["_second"] = render(tmp, extra=extra)
+    return first
+
+
+def test_a_second_render_changes_nothing(crypto):
+    """Certificates, Secret, node patches, picture: all idempotent."""
+    assert " changed=0 " not in crypto["_recap"]
+    assert " changed=0 " in crypto["_second"]["_recap"]
+    assert crypto["_second"]["objects"] == crypto["objects"]
 
 
 def by_kind(result, kind):

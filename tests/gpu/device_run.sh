@@ -3,7 +3,7 @@
 # (a machine goes back 30 s after a call, and /tmp survives only while it is held):
 #   a  gpu_facts against the real nvidia-smi; unpack vLLM part 1 (.whl/p1, carried);
 #      generate the random-weight models into /tmp/models
-#   b  unpack vLLM part 2 (.whl/p2, carried); start serve_matrix.py on tests/gpu/jobs.json
+#   b  unpack vLLM part 2 (.whl/p2, carried); start serve_matrix.py on tests/gpu/$JOBS (jobs.json)
 #      in its own session (it outlives the call); wait up to B_WAIT_S; report
 #   c  wait for serve_matrix.py to finish (up to C_WAIT_S); report
 # Each stage leaves results.json, orchestrator.log and logs.tgz under $OUT.
@@ -30,9 +30,10 @@ case "$STAGE" in
 a)
   python3 tests/gpu/gpu_facts_probe.py h100_real.csv | head -3
   t=$(date +%s); unpack .whl/p1/a.tar.xz && touch /tmp/site/.a_done; say "unpacked part 1 in $(( $(date +%s) - t ))s"
-  python3 tests/gpu/gen_models.py /tmp/models llama-3.1-8b qwen2.5-0.5b qwen2.5-7b-awq > "$O/gen1.log" 2>&1 &
+  # GEN1/GEN2: the models to write (two writers at once); the defaults are the full matrix.
+  python3 tests/gpu/gen_models.py /tmp/models ${GEN1:-llama-3.1-8b qwen2.5-0.5b qwen2.5-7b-awq} > "$O/gen1.log" 2>&1 &
   p1=$!
-  python3 tests/gpu/gen_models.py /tmp/models llama-3.1-8b-awq qwen2.5-14b-awq qwen2.5-3b > "$O/gen2.log" 2>&1
+  python3 tests/gpu/gen_models.py /tmp/models ${GEN2:-llama-3.1-8b-awq qwen2.5-14b-awq qwen2.5-3b} > "$O/gen2.log" 2>&1
   wait $p1
   cat "$O/gen1.log" "$O/gen2.log" | grep -v regex | tail -8
   du -sh /tmp/models/* ; df -h /tmp | tail -1; free -g | head -2
@@ -48,7 +49,7 @@ b)
   setsid nohup nvidia-smi --query-gpu=timestamp,memory.used,utilization.gpu --format=csv,noheader -lms 1000 \
     > $RUN/mem.csv 2>/dev/null < /dev/null &
   echo $! > $RUN/mem.pid
-  setsid nohup bash -c "python3 $SCRIPTS/serve_matrix.py $SCRIPTS/jobs.json $RUN ${MATRIX_DEADLINE_S:-1020}; touch $RUN/finished" \
+  setsid nohup bash -c "python3 $SCRIPTS/serve_matrix.py $SCRIPTS/${JOBS:-jobs.json} $RUN ${MATRIX_DEADLINE_S:-1020}; touch $RUN/finished" \
     > $RUN/orchestrator.log 2>&1 < /dev/null &
   say "serve_matrix started"
   while [ ! -f $RUN/finished ] && [ $(( $(date +%s) - T0 )) -lt ${B_WAIT_S:-560} ]; do sleep 5; done

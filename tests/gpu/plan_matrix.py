@@ -75,7 +75,43 @@ def strip_endpoint(args):
     return out
 
 
+# Tunables suggested from the first matrix run (docs/benchmarks.md): vLLM's profile
+# run peaks at about 152 bytes x hidden_size per batched token on a cold compile cache.
+SUGGESTED_TUNABLES = {"forward_hidden_factor": 76, "forward_intermediate_factor": 0, "activation_base_mib": 0}
+
+
+def bench_jobs(out_path):
+    """Second run: the throughput comparisons alone, benchmarked once all servers are up."""
+    jobs = []
+    for model, card, tun, label in (("llama-3.1-8b", "24gb", SUGGESTED_TUNABLES, "planner-suggested-tunables"),
+                                    ("qwen2.5-0.5b", "12gb", None, "planner")):
+        model_spec, namesake = spec(model)
+        config_shape = shape_from_hf_config(gen_models.hf_config(model), gen_models.checkpoint_bytes(model))
+        card_name, mib = CARDS[card]
+        plan = vram_plan(model_spec, {"model": card_name, "vram_mib": mib, "count": 1},
+                         config_shape=config_shape, tunables=tun)
+        args = strip_endpoint(vllm_args(model_spec, plan))
+        base = {"model": model, "namesake": namesake, "card": card, "card_name": card_name, "card_mib": mib,
+                "bench": BENCH, "predicted_from_spec_shape": None}
+        jobs.append(dict(base, name="%s@%s-%s" % (model, card, label), kind=label, args=args, tunables=tun,
+                         plan=plan, predicted={"kv_tokens": plan["kv_cache_tokens"], "kv_cache_gib": plan["kv_cache_gib"],
+                                               "weight_gib": plan["weight_gib"],
+                                               "activation_gib": round(plan["activation_bytes"] / 2 ** 30, 3)}))
+        keep = args[:args.index("--gpu-memory-utilization")]
+        other = (("handwritten", keep + HAND_WRITTEN + CARD_DEFAULTS) if model == "llama-3.1-8b"
+                 else ("vllm-defaults", VLLM_DEFAULTS))
+        jobs.append(dict(base, name="%s@%s-%s" % (model, card, other[0]), kind=other[0], args=other[1],
+                         plan=None, predicted=None))
+    with open(out_path, "w") as fh:
+        json.dump({"models_dir": MODELS_DIR, "cards": CARDS, "bench_at_end": True, "bench_rounds": 2,
+                   "jobs": jobs}, fh, indent=1)
+    for j in jobs:
+        print("%-45s pred_kv=%-9s %s" % (j["name"], (j["predicted"] or {}).get("kv_tokens"), " ".join(j["args"])))
+
+
 def main():
+    if sys.argv[1:2] == ["--bench"]:
+        return bench_jobs(sys.argv[2] if len(sys.argv) > 2 else os.path.join(HERE, "jobs_bench.json"))
     out_path = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "jobs.json")
     jobs, skipped = [], []
     for model in ORDER:

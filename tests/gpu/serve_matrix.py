@@ -271,6 +271,8 @@ def main():
             json.dump({"meta": meta, "results": [j.result for j in jobs]}, fh, indent=1)
         os.replace(os.path.join(outdir, "results.json.tmp"), os.path.join(outdir, "results.json"))
 
+    bench_at_end = bool(spec.get("bench_at_end"))
+    rounds = int(spec.get("bench_rounds", 1))
     window = None
     while True:
         now = time.time()
@@ -348,6 +350,12 @@ def main():
                                          "completion_tokens": json.loads(body)["usage"]["completion_tokens"]}
                 except Exception as exc:  # noqa: BLE001 - recorded, not fatal
                     j.result["smoke"] = {"error": repr(exc)[:300]}
+                if j.spec.get("bench") and bench_at_end:
+                    # Benchmarked together once every server is up and nothing else
+                    # starts: imports and compiles on the CPU would skew the figures.
+                    j.state = "parked"
+                    changed = True
+                    continue
                 if j.spec.get("bench"):
                     b = j.spec["bench"]
                     log("bench %s: %s" % (j.name, b))
@@ -379,6 +387,29 @@ def main():
                     j.finish("failed", "needs %.0f MiB, only %d MiB free with nothing else running"
                              % (j.budget_mib + 1024, free))
                     j.state = "failed"
+        parked = [j for j in jobs if j.state == "parked"]
+        if parked and not any(j.state in ("pending", "launched", "ready", "window", "warm", "healthy") for j in jobs):
+            for rnd in range(rounds):
+                for j in parked:
+                    b = j.spec["bench"]
+                    log("bench round %d %s: %s" % (rnd + 1, j.name, b))
+                    try:
+                        res = asyncio.run(bench(j.port, j.name, b["concurrency"], b["requests"], b["max_tokens"]))
+                    except Exception as exc:  # noqa: BLE001 - recorded, not fatal
+                        res = {"error": repr(exc)[:300]}
+                    j.result.setdefault("bench_rounds", []).append(res)
+                    log("bench round %d %s: %s" % (rnd + 1, j.name, res))
+                    save()
+            for j in parked:
+                ok = [r["output_tok_per_s"] for r in j.result["bench_rounds"] if "output_tok_per_s" in r]
+                j.result["bench"] = dict(j.result["bench_rounds"][-1])
+                if ok:
+                    j.result["bench"]["output_tok_per_s"] = round(statistics.mean(ok), 1)
+                    j.result["bench"]["rounds_tok_per_s"] = ok
+                j.stop()
+                j.finish("started")
+                j.state = "done"
+            changed = True
         waiting = sum(1 for j in jobs if j.state in ("launched", "ready"))
         for j in jobs:
             if waiting >= PRELAUNCH:

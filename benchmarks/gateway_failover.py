@@ -71,7 +71,7 @@ def ask(base, model, timeout=120):
 
 
 def series(base, model, count):
-    results = [ask(base, model) for _ in range(count)]
+    results = [ask(base, model) for attempt in range(count)]
     ok = [r[0] for r in results if r[2] is None]
     return (statistics.median(ok) if ok else float("nan")), len(results) - len(ok), results
 
@@ -114,7 +114,7 @@ def concurrent_phase(base, vllm_restart, clients=32, kill_after=5.0, tail_s=15.0
             with lock:
                 records.append((time.monotonic(), took, api_base, error))
 
-    threads = [threading.Thread(target=client) for _ in range(clients)]
+    threads = [threading.Thread(target=client) for index in range(clients)]
     t0 = time.monotonic()
     for thread in threads:
         thread.start()
@@ -128,7 +128,7 @@ def concurrent_phase(base, vllm_restart, clients=32, kill_after=5.0, tail_s=15.0
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--sequential", type=int, default=200)
     parser.add_argument("--defaults-requests", type=int, default=10)
     parser.add_argument("--clients", type=int, default=32)
@@ -193,7 +193,7 @@ def main():
         added, failures = {}, {}
         for name, count in (("ours", args.sequential), ("defaults", args.defaults_requests)):
             base = gateways[name][0]
-            direct, _, _ = series(base, "cpu", min(count, 50))
+            direct = series(base, "cpu", min(count, 50))[0]
             dead, failed, results = series(base, GPU_MODEL, count)
             wrong = sum(1 for r in results if r[2] is None and r[1] != cpu_base)
             added[name], failures[name] = dead - direct, (failed, count, wrong)
@@ -220,7 +220,7 @@ def main():
             procs.kill(vllm)
             killed_at = time.monotonic()
             time.sleep(5)
-            _, back_at = restart()
+            back_at = restart()[1]
             return killed_at, back_at
 
         t0, killed_at, back_at, records = concurrent_phase(gateways["ours"][0], kill_then_restart,

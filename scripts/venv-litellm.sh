@@ -14,7 +14,7 @@ if [[ ! -f $venv/.complete ]]; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q --upgrade pip
   "$venv/bin/pip" install -q -r "$req"
-  "$venv/bin/python" -c 'import litellm.proxy.proxy_server'
+  LITELLM_LOCAL_MODEL_COST_MAP=True "$venv/bin/python" -c 'import litellm.proxy.proxy_server, prisma'
   touch "$venv/.complete"
 fi
 echo "$venv"

@@ -11,7 +11,9 @@ cd "$(dirname "$0")/.."
 export PATH=$PWD/.venv/bin:$PATH
 scenario=${1:-default}; shift || true
 
+start=$SECONDS
 GPU_STACK_NODE_IMAGE=$(images/build.sh)
+log "molecule: image ready in $((SECONDS - start)) s"
 run_id=mol-$scenario-$(date +%s)-$$
 . scripts/podman-env.sh "$run_id"
 export GPU_STACK_NODE_IMAGE GPU_STACK_RUN_ID=$run_id
@@ -30,6 +32,7 @@ cleanup() {
   ((left == 0)) || log "molecule: $left container(s) of $run_id left behind"
   gpu_stack_podman_drop "$run_id"
   rm -rf "$MOLECULE_EPHEMERAL_DIRECTORY"
+  log "molecule: scenario $scenario exit $rc after $((SECONDS - start)) s; run $run_id removed"
   exit "$rc"
 }
 trap cleanup EXIT

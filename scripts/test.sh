@@ -7,6 +7,8 @@
 #   scripts/test.sh PATTERN...      only parts whose name matches a glob
 #                                   (e.g. 'pytest-*', molecule-default)
 #   scripts/test.sh --list          the part names
+# GPU_STACK_PART_TIMEOUT (seconds, default 2400) stops a part that hangs; the
+# part then fails (Molecule's cleanup trap still removes its containers).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -60,7 +62,7 @@ for p in "${selected[@]}"; do
   name=${p%%|*} cmd=${p#*|}
   log "part $name: $cmd"
   start=$SECONDS
-  if bash -o pipefail -c "$cmd" >"$logs/$name.log" 2>&1; then
+  if timeout -k 60 "${GPU_STACK_PART_TIMEOUT:-2400}" bash -o pipefail -c "$cmd" >"$logs/$name.log" 2>&1; then
     results+=(pass); passed=$((passed + 1))
   else
     rc=$?

@@ -22,8 +22,11 @@ if [[ ! -f $venv/.complete ]]; then
   log "venv: building $venv"
   rm -rf "$venv"
   python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --upgrade pip
-  "$venv/bin/pip" install -q -r requirements/dev.txt
+  # /etc/pip.conf lists local wheel folders that do not all exist; pip warns
+  # about each on every lookup, which buries real errors.
+  quiet_pip() { "$venv/bin/pip" "$@" 2> >(grep -v 'is ignored: it is neither a file nor a directory' >&2); }
+  quiet_pip install -q --upgrade pip
+  quiet_pip install -q -r requirements/dev.txt
   touch "$venv/.complete"
 fi
 ln -sfn "$venv" .venv

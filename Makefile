@@ -41,7 +41,9 @@ sandbox-down:
 clean: sandbox-down
 	rm -rf build tests/output .pytest_cache .ruff_cache
 
-# Also the venvs, the node image, its rootfs tarball and the Podman store.
+# Also the venvs, the node image, its rootfs tarball and the main Podman
+# store. The stores of test runs in progress (podman/mol-*) are theirs: each
+# run removes its own, so they are left alone here.
 clean-cache: clean
 	. scripts/podman-env.sh && podman system reset --force >/dev/null
-	. scripts/lib.sh && rm -rf "$$GPU_STACK_CACHE" .venv
+	. scripts/lib.sh && rm -rf "$$GPU_STACK_CACHE"/{images,venvs,sanity} .venv

@@ -43,7 +43,9 @@ clean: sandbox-down
 
 # Also the venvs, the node image, its rootfs tarball and the main Podman
 # store. The stores of test runs in progress (podman/mol-*) are theirs: each
-# run removes its own, so they are left alone here.
+# run removes its own, so they are left alone here (and no `podman system
+# reset`: it would also delete the networks of those runs, which all stores
+# share so that their subnets never overlap).
 clean-cache: clean
-	. scripts/podman-env.sh && podman system reset --force >/dev/null
+	. scripts/podman-env.sh && podman rm -fa -t 5 >/dev/null && podman rmi -af >/dev/null
 	. scripts/lib.sh && rm -rf "$$GPU_STACK_CACHE"/{images,venvs,sanity} .venv

@@ -5,6 +5,8 @@
 #                                    its containers (same names as the sandbox's)
 #                                    never collide with the sandbox or other runs
 # Exports CONTAINERS_CONF, CONTAINERS_STORAGE_CONF and GPU_STACK_PODMAN_STORE.
+# All stores share podman's network config folder, so the subnets of their
+# networks never overlap; never `podman system reset` one (it deletes them all).
 # shellcheck shell=bash
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 

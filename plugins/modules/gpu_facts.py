@@ -20,7 +20,7 @@ description:
     what to check, rather than returning partial facts.
   - Read-only, so it also runs in check mode.
 author:
-  - homelab.gpu_stack contributors
+  - homelab.gpu_stack maintainers (@homelab)
 options:
   nvidia_smi_path:
     description:
@@ -38,10 +38,13 @@ options:
     default: fail
 attributes:
   check_mode:
+    description: Can run in check mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
   facts:
+    description: Action returns an C(ansible_facts) dictionary that will update existing host facts.
     support: full
 notes:
   - C(compute_cap) needs NVIDIA driver 510 or newer; older drivers fail with a message saying so.

@@ -147,7 +147,8 @@ def play(tmp_path, fixture, args, check=False):
         cmd.append("--check")
     proc = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env, cwd=str(ROOT))
     assert proc.stdout, proc.stderr
-    tasks = json.loads(proc.stdout)["plays"][0]["tasks"]
+    # Other callbacks enabled in ansible.cfg may print after the JSON document.
+    tasks = json.JSONDecoder().raw_decode(proc.stdout)[0]["plays"][0]["tasks"]
     return [t["hosts"]["localhost"] for t in tasks]
 
 

@@ -152,6 +152,30 @@ def test_crd_schema_rejects_what_the_api_would_drop(local, helmchart_schema):
         validate_helmchart(helmchart_schema, chart)
 
 
+def cert_manager_schema(kind):
+    name = {"Certificate": "certificate", "ClusterIssuer": "clusterissuer"}[kind]
+    with open(os.path.join(FIXTURES, "cert-manager", "%s-v1-openapiv3.yaml" % name)) as handle:
+        return _closed(yaml.safe_load(handle))
+
+
+def test_cert_manager_objects_match_their_crds(local):
+    objects = [o for o in local["objects"] if o["apiVersion"] == "cert-manager.io/v1"]
+    assert sorted(o["kind"] for o in objects) == ["Certificate", "ClusterIssuer", "ClusterIssuer"]
+    for obj in objects:
+        jsonschema.Draft7Validator(cert_manager_schema(obj["kind"])).validate(obj)
+
+
+def test_cert_manager_schema_catches_a_bad_field(local):
+    cert = copy.deepcopy(one(local, "Certificate", "gpu-stack-ca"))
+    cert["spec"]["privateKey"]["algorithm"] = "DSA"
+    with pytest.raises(jsonschema.ValidationError, match="DSA"):
+        jsonschema.Draft7Validator(cert_manager_schema("Certificate")).validate(cert)
+    issuer = copy.deepcopy(one(local, "ClusterIssuer", "gpu-stack-ca"))
+    issuer["spec"]["ca"] = {"secret": issuer["spec"]["ca"].pop("secretName")}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.Draft7Validator(cert_manager_schema("ClusterIssuer")).validate(issuer)
+
+
 def test_core_objects_pass_strict_openapi_validation(local, sliced, crypto):
     version = k8s_version()
     checked = 0

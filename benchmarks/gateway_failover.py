@@ -210,7 +210,8 @@ def main():
               "while down %d requests served by %s; after it was back %d/%d served by the GPU tier -> "
               "traffic %s to the GPU tier"
               % (args.clients, len(records), len(failed), killed_at - t0, back_at - t0, len(during),
-                 sorted(set(r[2] for r in during if r[2])), on_gpu_after, len(after),
+                 sorted(set({cpu_base: "cpu tier", vllm_base: "gpu tier (answered before /health was polled 200)"}
+                            .get(r[2], r[2]) for r in during if r[2])), on_gpu_after, len(after),
                  "returns" if after and on_gpu_after == len(after) else
                  ("partly returns" if on_gpu_after else "does NOT return")), flush=True)
         if failed:

@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 need_apt=()
-for cmd in podman:podman debootstrap:debootstrap runc:runc netavark:/usr/lib/podman/netavark; do
+for cmd in podman:podman debootstrap:debootstrap runc:runc netavark:/usr/lib/podman/netavark \
+    librsvg2-bin:rsvg-convert; do
   bin=${cmd#*:}; pkg=${cmd%%:*}
   if [[ $bin == /* ]]; then [[ -x $bin ]] || need_apt+=("$pkg"); else command -v "$bin" >/dev/null || need_apt+=("$pkg"); fi
 done

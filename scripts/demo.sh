@@ -13,8 +13,8 @@ image=$(images/build.sh)
 scripts/sandbox.sh up >/dev/null
 log "demo: sandbox up ($image)"
 
-log "demo: ansible-playbook playbooks/site.yml -i inventories/local"
-ansible-playbook playbooks/site.yml -i inventories/local "$@"
+log "demo: ansible-playbook playbooks/site.yml -i inventories/local --tags preflight"
+ansible-playbook playbooks/site.yml -i inventories/local --tags preflight "$@"
 
 cat <<MSG
 

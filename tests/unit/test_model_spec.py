@@ -53,8 +53,7 @@ def test_check_inventory_returns_the_normalised_view_without_keys():
         "nuc": {"gpu_stack_gpu": {"model": "RTX 3060", "vram_mib": 12288},
                 "gpu_stack_models": [
                     {"name": "llama-8b", "source": "org/llama", "modes": ["ml"]},
-                    {"name": "r1", "source": "org/r1", "modes": ["r1"]},
-                ]},
+                    {"name": "r1", "source": "org/r1", "modes": ["r1"]}]},
     }
     groups = {"k3s_servers": ["srv"], "k3s_agents": ["nuc"], "gpu_workers": ["nuc"]}
     view = check_inventory(hostvars, groups, ["ml", "r1", "gaming"], "ml", TIERS)

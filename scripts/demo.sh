@@ -13,8 +13,8 @@ image=$(images/build.sh)
 scripts/sandbox.sh up >/dev/null
 log "demo: sandbox up ($image)"
 
-log "demo: ansible-playbook playbooks/site.yml -i inventories/local --tags preflight"
-ansible-playbook playbooks/site.yml -i inventories/local --tags preflight "$@"
+log "demo: ansible-playbook playbooks/site.yml -i inventories/local --tags preflight,summary"
+ansible-playbook playbooks/site.yml -i inventories/local --tags preflight,summary "$@"
 
 cat <<MSG
 

@@ -96,7 +96,7 @@ def start_vllm_with_p2(procs, start_vllm, model_dir, port, base):
     state, stop = {}, threading.Event()
     watcher = threading.Thread(target=watch_health, args=(base[:-3] + "/health", state, stop))
     watcher.start()
-    result = Gate(base, [GPU_MODEL], deadline=900, poll_interval=0.5, request_timeout=60).run()
+    result = Gate(base, [GPU_MODEL], deadline=900, request_timeout=60).run()
     passed = time.monotonic()
     stop.set()
     watcher.join()

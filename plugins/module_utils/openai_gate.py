@@ -81,7 +81,7 @@ def openai_client_factory(base_url, api_key, timeout):
 
 
 class Gate(object):
-    def __init__(self, base_url, names, api_key=None, deadline=300.0, poll_interval=0.5,
+    def __init__(self, base_url, names, api_key=None, deadline=300.0, poll_interval=0.25,
                  health_path="/health", force_fallback=False, request_timeout=30.0,
                  prompt="Say hello.", max_tokens=8, http_get=None, client_factory=None,
                  clock=None, sleep=None):

@@ -23,6 +23,9 @@ part ansible-lint  "ansible-lint --offline"
 part yamllint      "yamllint --strict ."
 part ruff          "ruff check \$(ls -d plugins tests benchmarks 2>/dev/null)"
 part sanity        "scripts/sanity.sh"
+# The real servers the e2e tests start: built once per pin set (cached by
+# hash), here rather than inside a test's time limit.
+part serving-venvs "scripts/venv-vllm.sh && scripts/venv-litellm.sh && scripts/venv-llamacpp.sh"
 # pytest exits 5 when a folder collects no test: that counts as a failure.
 for dir in unit render e2e; do
   part "pytest-$dir" "pytest -q -p no:cacheprovider tests/$dir"

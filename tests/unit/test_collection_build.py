@@ -12,7 +12,7 @@ BIN = Path(sys.executable).parent
 
 
 def run(*cmd, **kw):
-    proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=300, **kw)
+    proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=300, check=False, **kw)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc.stdout + proc.stderr
 

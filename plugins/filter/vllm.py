@@ -102,6 +102,18 @@ def vram_plan(model, gpu, config_shape=None, tunables=None):
         raise AnsibleFilterError("gpu_stack_models: " + message)
 
 
+def vram_plans(models, gpus, tunables=None):
+    """{model name: plan} for every model on its node's card (one call for all models)."""
+    out = {}
+    for model in models or []:
+        gpu = (gpus or {}).get(model.get("node"))
+        if not isinstance(gpu, dict):
+            raise AnsibleFilterError("gpu_stack_models: model %s on host %s: the node has no gpu_stack_gpu "
+                                     "({model, vram_mib, count})" % (model.get("name"), model.get("node")))
+        out[model["name"]] = vram_plan(model, gpu, tunables=tunables)
+    return out
+
+
 def model_weight_gib(model):
     """Weights of the whole model in GiB (the spec's shape): the download a cache must hold."""
     shape = model.get("shape") or {}
@@ -178,6 +190,7 @@ class FilterModule(object):
     def filters(self):
         return {
             "vram_plan": vram_plan,
+            "vram_plans": vram_plans,
             "vllm_args": vllm_args,
             "model_weight_gib": model_weight_gib,
             "model_cache_gib": model_cache_gib,

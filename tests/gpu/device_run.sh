@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # Run on the GPU machine from the repository root, in three back-to-back device calls
 # (a machine goes back 30 s after a call, and /tmp survives only while it is held):
 #   a  gpu_facts against the real nvidia-smi; unpack vLLM part 1 (.whl/p1, carried);

@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # Fetch vLLM 0.26.0 and the pure-Python wheels the GPU image lacks, and pack them
 # into archives that each fit one device call (a call carries at most 64 MiB).
 # Runs here (PyPI reachable), never on the GPU machine (no network there).

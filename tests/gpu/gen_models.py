@@ -245,5 +245,6 @@ if __name__ == "__main__":
     for name in names:
         t0 = time.time()
         size, namesake = write_model(os.path.join(outdir, name), name, dev)
-        print("gen_models: %s (%s shape): %.2f GiB in %.1fs on %s" % (name, namesake, size / 2 ** 30,
-                                                                    time.time() - t0, dev), flush=True)
+        took = time.time() - t0
+        print("gen_models: %s (%s shape): %.2f GiB in %.1fs on %s"
+              % (name, namesake, size / 2 ** 30, took, dev), flush=True)

@@ -184,9 +184,9 @@ class Job:
 
     def launch(self):
         env = dict(os.environ, GPUSTACK_GATE_DIR=self.gate_dir, GPUSTACK_JOB=self.name)
-        cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", self.model_dir,
-               "--served-model-name", self.name, "--host", "127.0.0.1", "--port", str(self.port)] + self.args + [
-               "--gpu-memory-utilization", "%.6f" % self.h100_util]
+        cmd = ([sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", self.model_dir,
+                "--served-model-name", self.name, "--host", "127.0.0.1", "--port", str(self.port)]
+               + self.args + ["--gpu-memory-utilization", "%.6f" % self.h100_util])
         self.result["command"] = " ".join(cmd)
         self.logf = open(self.log_path, "w")
         self.proc = subprocess.Popen(cmd, stdout=self.logf, stderr=subprocess.STDOUT, env=env,
@@ -205,7 +205,7 @@ class Job:
                 os.killpg(self.proc.pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
-            for _ in range(60):
+            for _attempt in range(60):
                 if self.proc.poll() is not None:
                     break
                 time.sleep(0.25)
@@ -222,7 +222,7 @@ class Job:
                 os.killpg(self.proc.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-            for _ in range(120):
+            for _attempt in range(120):
                 if not group_members(self.proc.pid):
                     break
                 time.sleep(0.25)

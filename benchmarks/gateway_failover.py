@@ -35,6 +35,10 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / ".ansible" / "collections"))
+sys.path.insert(0, str(ROOT / "tests" / "support"))
+import chain  # noqa: E402  (start/stop helpers shared with the e2e tests and the demo)
+
+# Only render_litellm_config still comes from the e2e conftest.
 _spec = importlib.util.spec_from_file_location("gpu_stack_e2e", ROOT / "tests" / "e2e" / "conftest.py")
 e2e = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(e2e)
@@ -135,36 +139,26 @@ def main():
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="gw-bench-"))
-    procs = e2e.ProcessManager(tmp / "logs")
+    procs = chain.ProcessManager(tmp / "logs")
     try:
-        vllm_venv = e2e._venv("venv-vllm.sh")
-        litellm_venv = e2e._venv("venv-litellm.sh")
-        llamacpp_venv = e2e._venv("venv-llamacpp.sh")
-        import subprocess
-        model_dir = tmp / "tiny"
-        subprocess.run([str(vllm_venv / "bin/python"), str(ROOT / "tests/support/tiny_model.py"),
-                        str(model_dir), "--dtype", "float32"], check=True, stdout=subprocess.DEVNULL)
-        gguf = tmp / "tiny.gguf"
-        subprocess.run([str(vllm_venv / "bin/python"), "-c", e2e._CONVERT,
-                        str(llamacpp_venv / "share/llama.cpp"), str(model_dir), "--outfile", str(gguf),
-                        "--outtype", "f32"], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        vllm_venv = chain.venv("venv-vllm.sh")
+        litellm_venv = chain.venv("venv-litellm.sh")
+        llamacpp_venv = chain.venv("venv-llamacpp.sh")
+        model_dir = chain.make_tiny_model(vllm_venv, tmp / "tiny", "--dtype", "float32")
+        gguf = chain.make_gguf(vllm_venv, llamacpp_venv, model_dir, tmp / "tiny.gguf")
 
         def start_vllm(name, model, served, port):
-            cmd = [vllm_venv / "bin/python", "-m", "vllm.entrypoints.openai.api_server", "--model", model,
-                   "--served-model-name", served, "--host", "127.0.0.1", "--port", str(port),
-                   "--dtype", "float32", "--max-model-len", "512", "--enforce-eager", "--max-num-seqs", "8"]
-            return procs.start(name, cmd, env=e2e.vllm_env(tmp / ("cache-" + name)), port=port)
+            return procs.start(name, chain.vllm_cmd(vllm_venv, model, served, port),
+                               env=chain.vllm_env(tmp / ("cache-" + name)), port=port)
 
-        cpu_port, vllm_port = e2e.free_port(), e2e.free_port()
-        cpu = procs.start("llamacpp-cpu", [llamacpp_venv / "bin/python", "-m", "llama_cpp.server", "--model", gguf,
-                                           "--model_alias", "tiny-cpu", "--host", "127.0.0.1", "--port", str(cpu_port),
-                                           "--n_ctx", "512", "--n_threads", "1", "--verbose", "false"], port=cpu_port)
+        cpu_port, vllm_port = chain.free_port(), chain.free_port()
+        cpu = procs.start("llamacpp-cpu", chain.llamacpp_cmd(llamacpp_venv, gguf, "tiny-cpu", cpu_port), port=cpu_port)
         cpu_base = "http://127.0.0.1:%d/v1" % cpu_port
         vllm_base = "http://127.0.0.1:%d/v1" % vllm_port
 
         # P2 on the first start.
         vllm, p2, gate = start_vllm_with_p2(procs, start_vllm, model_dir, vllm_port, vllm_base)
-        e2e.wait_http(cpu_base + "/models", 120, cpu)
+        chain.wait_http(cpu_base + "/models", 120, cpu)
 
         tiers = [{"name": "gpu", "kind": "gpu", "fallback": "cpu", "timeout_s": 3},
                  {"name": "cpu", "kind": "cpu", "provider": "openai_compatible", "api_base": cpu_base,
@@ -179,13 +173,12 @@ def main():
 
         gateways = {}
         for name, path in (("ours", ours_path), ("defaults", defaults_path)):
-            port = e2e.free_port()
-            proc = procs.start("litellm-" + name, [litellm_venv / "bin/litellm", "--config", path, "--host",
-                                                   "127.0.0.1", "--port", str(port), "--num_workers", "1"],
-                               env=e2e.litellm_env(MASTER_KEY), port=port)
+            port = chain.free_port()
+            proc = procs.start("litellm-" + name, chain.litellm_cmd(litellm_venv, path, port),
+                               env=chain.litellm_env(MASTER_KEY), port=port)
             gateways[name] = ("http://127.0.0.1:%d" % port, proc)
         for base, proc in gateways.values():
-            e2e.wait_http(base + "/health/liveliness", 300, proc)
+            chain.wait_http(base + "/health/liveliness", 300, proc)
             ask(base, GPU_MODEL)  # warm both paths
             ask(base, "cpu")
 
@@ -197,7 +190,7 @@ def main():
             time.sleep(5)
             again = start_vllm("vllm-" + GPU_MODEL + "-again", model_dir, GPU_MODEL, vllm_port)
             holder["proc"] = again
-            return killed_at, e2e.wait_http(vllm_base[:-3] + "/health", 900, again)
+            return killed_at, chain.wait_http(vllm_base[:-3] + "/health", 900, again)
 
         holder = {}
         t0, killed_at, back_at, records = concurrent_phase(gateways["ours"][0], kill_then_restart,

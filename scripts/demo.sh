@@ -16,6 +16,11 @@ log "demo: sandbox up ($image)"
 log "demo: ansible-playbook playbooks/site.yml -i inventories/local --tags preflight,summary"
 ansible-playbook playbooks/site.yml -i inventories/local --tags preflight,summary "$@"
 
+# The gateway chain of inventories/local on this machine (vLLM, llama.cpp,
+# LiteLLM, gated); stopped at the end unless GPU_STACK_DEMO_KEEP=1.
+log "demo: the gateway chain (scripts/demo_chain.py)"
+.venv/bin/python scripts/demo_chain.py ${GPU_STACK_DEMO_KEEP:+--keep}
+
 cat <<MSG
 
 == gpu_stack demo: done in $((SECONDS - start)) s ==
@@ -26,6 +31,10 @@ $(scripts/sandbox.sh status | sed 's/^/      /')
   - playbooks/site.yml against them: preflight validated the inventory (models,
     GPUs, tiers, modes) and checked every node (OS, disk, kernel modules, swap,
     time sync) before anything changed.
+  - the gateway chain (scripts/demo_chain.py): CPU vLLM, llama.cpp cpu tier,
+    a local stand-in for the cloud, LiteLLM from the litellm role's rendered
+    config, gated plain and with a forced fallback (GPU_STACK_DEMO_KEEP=1
+    leaves it running; scripts/demo_chain.py --stop stops it).
 
 Try next:
   scripts/sandbox.sh shell gs-gpu               # look around a node

@@ -16,6 +16,14 @@ log "demo: sandbox up ($image)"
 log "demo: ansible-playbook playbooks/site.yml -i inventories/local --tags preflight,summary"
 ansible-playbook playbooks/site.yml -i inventories/local --tags preflight,summary "$@"
 
+# What the cluster stages would apply, with no cluster: manifests and the
+# topology picture, for the sandbox and for the example home cluster.
+for inv in local example; do
+  log "demo: ansible-playbook playbooks/render.yml -i inventories/$inv -> rendered/$inv"
+  ansible-playbook playbooks/render.yml -i inventories/$inv -e gpu_stack_render_dir="$PWD/rendered/$inv" \
+    -e ansible_connection=local >/dev/null
+done
+
 # The gateway chain of inventories/local on this machine (vLLM, llama.cpp,
 # LiteLLM, gated); stopped at the end unless GPU_STACK_DEMO_KEEP=1.
 log "demo: the gateway chain (scripts/demo_chain.py)"
@@ -31,6 +39,10 @@ $(scripts/sandbox.sh status | sed 's/^/      /')
   - playbooks/site.yml against them: preflight validated the inventory (models,
     GPUs, tiers, modes) and checked every node (OS, disk, kernel modules, swap,
     time sync) before anything changed.
+  - playbooks/render.yml for inventories/local and inventories/example: every
+    Kubernetes object the later stages apply, one file each, plus the
+    topology picture: rendered/<inventory>/ (open rendered/example/topology.png).
+    No k3s or Kubernetes API runs here: those stages need real machines.
   - the gateway chain (scripts/demo_chain.py): CPU vLLM, llama.cpp cpu tier,
     a local stand-in for the cloud, LiteLLM from the litellm role's rendered
     config, gated plain and with a forced fallback (GPU_STACK_DEMO_KEEP=1

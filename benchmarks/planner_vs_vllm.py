@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright: homelab.gpu_stack contributors
 # Apache License 2.0 (see LICENSE)
 """P4: the VRAM planner's KV-cache tokens against what a real vLLM reports.
@@ -86,8 +85,8 @@ def main():
             predicted = vram_planner.kv_tokens_for_bytes(space_gib * GIB, per_token, int(info["block_size"]))
             ratio = predicted / reported
             worst = max(worst, abs(ratio - 1))
-            print("P4 %-24s %5d B/token  planner %9d  vLLM %9d  ratio %.5f" % (name, per_token, predicted,
-                                                                                 reported, ratio), flush=True)
+            print("P4 %-24s %5d B/token  planner %9d  vLLM %9d  ratio %.5f"
+                  % (name, per_token, predicted, reported, ratio), flush=True)
     finally:
         procs.stop_all()
     recorded = 906992

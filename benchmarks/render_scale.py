@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright: homelab.gpu_stack contributors
 # Apache License 2.0 (see LICENSE)
 """P5: render and validate the stack for 5 and for 50 models; print t5, t50 and the ratio.
@@ -83,7 +82,7 @@ def run(count, scope):
 def main():
     print("P5 load average %.2f on %d CPUs (wall times stretch when the machine is shared)"
           % (os.getloadavg()[0], os.cpu_count()), flush=True)
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--sizes", type=int, nargs=2, default=[5, 50])
     parser.add_argument("--repeat", type=int, default=1, help="runs per size; the best is kept")
     parser.add_argument("--scope", choices=sorted(SCOPES), nargs="+", default=["serving", "stack"],
@@ -92,7 +91,7 @@ def main():
     for scope in args.scope:
         results = {}
         for size in args.sizes:
-            best = min(run(size, scope) for _ in range(args.repeat))
+            best = min(run(size, scope) for _run in range(args.repeat))
             results[size] = best
             print("P5 %s models=%d: total %.2f s (render %.2f s wall / %.2f s CPU, validate %.2f s), "
                   "%d objects, %d validated strictly" % ((scope, size) + best), flush=True)

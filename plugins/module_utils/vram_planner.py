@@ -286,7 +286,7 @@ def plan(shape, vram_mib, dtype="auto", quantization=None, context_length="auto"
     # max_num_seqs sets the sampler's share of the activation peak and the KV
     # budget sets max_num_seqs: iterate from the cap down until they agree.
     seqs = tun["max_num_seqs_cap"]
-    for _ in range(8):
+    for _round in range(8):
         activation = activation_bytes(shape, batched, seqs, act_dtype, tp, tun)
         kv_cache = requested - weights - activation - non_torch
         if tun["cudagraph_in_kv_budget"]:

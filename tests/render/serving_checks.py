@@ -36,7 +36,7 @@ def render(inventory, out_dir, extra=None, playbook="playbooks/render.yml"):
     args = [str(ANSIBLE_BIN / "ansible-playbook"), playbook, "-i", str(inventory),
             "-e", json.dumps(dict({"gpu_stack_render_dir": str(out_dir)}, **(extra or {}))),
             "-e", "ansible_python_interpreter=%s" % sys.executable]
-    proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=900, check=False)
     return proc.returncode, proc.stdout + proc.stderr
 
 

@@ -82,13 +82,14 @@ def test_secrets_only_in_secret_files(rendered):
     for model in rendered["models"]:
         env = rendered["objects"]["deployment-%s.yaml" % model["name"]]["spec"]["template"]["spec"]["containers"][0]["env"]
         token = [e for e in env if e["name"] == "HF_TOKEN"]
-        assert token == [{"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "%s-hf-token" % model["name"],
-                                                                               "key": "HF_TOKEN"}}}]
+        ref = {"secretKeyRef": {"name": "%s-hf-token" % model["name"], "key": "HF_TOKEN"}}
+        assert token == [{"name": "HF_TOKEN", "valueFrom": ref}]
 
 
 def test_render_is_stable(rendered, tmp_path):
     code, output = render(rendered["inventory"], tmp_path, extra={"model_cache_hf_token": TOKEN})
     assert code == 0, output[-3000:]
+
     def vllm_only(objects):
         return dict((n, o) for n, o in objects.items()
                     if o["metadata"].get("labels", {}).get("app.kubernetes.io/name") == "vllm")

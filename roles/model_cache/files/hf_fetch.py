@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright: homelab.gpu_stack contributors
 # Apache License 2.0 (see LICENSE)
 """Fetch one model repository into a Hugging Face cache, then leave a marker.
@@ -38,7 +37,7 @@ def main():
     os.makedirs(args.cache_dir, exist_ok=True)
     folder = snapshot_download(repo_id=args.repo, revision=args.revision, cache_dir=args.cache_dir,
                                allow_patterns=args.allow or None, token=os.environ.get("HF_TOKEN") or None)
-    files = sorted(os.path.relpath(os.path.join(r, f), folder) for r, _, fs in os.walk(folder) for f in fs)
+    files = sorted(os.path.relpath(os.path.join(r, f), folder) for r, _dirs, fs in os.walk(folder) for f in fs)
     if not any(f.endswith(".safetensors") for f in files) or "config.json" not in files:
         sys.exit("%s@%s: no config.json or safetensors weights among %s" % (args.repo, args.revision, files))
     chown_tree(args.cache_dir, args.owner, args.group)

@@ -45,6 +45,9 @@ SHAPE_OPTIONS = {
     "hidden_size": {"type": "int"},
     "params_b": {"type": "float"},
     "max_position_embeddings": {"type": "int"},
+    "intermediate_size": {"type": "int"},
+    "vocab_size": {"type": "int"},
+    "tie_word_embeddings": {"type": "bool"},
 }
 
 CACHE_OPTIONS = {

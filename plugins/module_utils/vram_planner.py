@@ -65,8 +65,10 @@ DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "half": 2, "float": 4,
 # stay in the activation dtype). 4-bit group-128 methods carry an fp16 scale
 # (and a 4-bit zero point) per 128 weights: 0.5 + 2.5/128 bytes.
 QUANT_LINEAR_BYTES = {
-    "awq": 0.52, "awq_marlin": 0.52, "gptq": 0.52, "gptq_marlin": 0.52,
-    "compressed-tensors": 0.52, "bitsandbytes": 0.54, "gguf": 0.61, "fp8": 1.0,
+    # Measured on the H100 (tests/gpu, vLLM 0.26): AWQ checkpoints load 3-4.5%
+    # above 0.52 bytes per quantised parameter (unquantised norms, packing).
+    "awq": 0.55, "awq_marlin": 0.55, "gptq": 0.55, "gptq_marlin": 0.55,
+    "compressed-tensors": 0.55, "bitsandbytes": 0.54, "gguf": 0.61, "fp8": 1.0,
 }
 
 DEFAULT_TUNABLES = {
@@ -95,9 +97,13 @@ DEFAULT_TUNABLES = {
     "non_torch_tp_mib": 600,
     # Peak activation of vLLM's profile run: max(forward pass over
     # max_num_batched_tokens, logits of max_num_seqs rows) + a constant.
-    "activation_base_mib": 64,
-    "forward_hidden_factor": 4,
-    "forward_intermediate_factor": 3,
+    # On a first start vLLM profiles while torch.compile runs uncached; the
+    # peak measured then on the H100 (0.5B-14B shapes, docs/benchmarks.md) was
+    # ~76 activation-dtype values per hidden unit per batched token, and it
+    # is the first start that must not fail.
+    "activation_base_mib": 0,
+    "forward_hidden_factor": 76,
+    "forward_intermediate_factor": 0,
     "sampler_bytes_per_logit": None,  # None: the activation dtype's bytes
     "max_num_batched_tokens": None,   # None: vLLM's default for the card class
     # Defaults for shape fields a spec may not give (Llama-3 values).
@@ -113,6 +119,10 @@ DEFAULT_TUNABLES = {
     "seq_multiple": 8,
     "min_full_context_seqs": 1,
     "context_multiple": 256,
+    # An automatic max_model_len stays this far under the predicted KV
+    # capacity: vLLM refuses to start when max_model_len exceeds the cache it
+    # finds, so a small overestimate must not cost the start.
+    "auto_context_margin": 0.95,
     "min_context": 256,
 }
 
@@ -324,7 +334,8 @@ def plan(shape, vram_mib, dtype="auto", quantization=None, context_length="auto"
                             "context_length or use 'auto'"
                             % (name, context, context * bpt / GIB, kv_cache / GIB, tokens, bpt))
     else:
-        context = min(model_max or fits, fits)
+        room = int(fits * tun["auto_context_margin"])
+        context = min(model_max or room, room)
         if context >= tun["context_multiple"]:
             context = _round_down(context, tun["context_multiple"])
         if context < tun["min_context"]:

@@ -50,7 +50,7 @@ $(scripts/sandbox.sh status | sed 's/^/      /')
 
 Try next:
   scripts/sandbox.sh shell gs-gpu               # look around a node
-  scripts/sandbox.sh run ansible-playbook playbooks/site.yml -i inventories/local
+  scripts/sandbox.sh run ansible-playbook playbooks/site.yml -i inventories/local --tags preflight,summary
                                                 # run it again: nothing changes
   scripts/sandbox.sh run ansible-inventory -i inventories/local --graph
   edit inventories/local/host_vars/gs-gpu.yml (e.g. a second model with the

@@ -44,6 +44,8 @@ def mount_of(mounts, path):
     best = None
     for entry in mounts:
         mount = entry.get("mount", "")
+        if "size_available" not in entry:
+            continue
         prefix = mount.rstrip("/") + "/"
         if (path == mount or path.startswith(prefix) or mount == "/") and \
                 (best is None or len(mount) > len(best["mount"])):

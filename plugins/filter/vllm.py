@@ -52,6 +52,8 @@ import json
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.homelab.gpu_stack.plugins.filter.host_checks import mount_of
+
 from ansible_collections.homelab.gpu_stack.plugins.module_utils.vram_planner import (
     GIB, PlanError, merge_shape, plan, weight_bytes)
 
@@ -130,18 +132,12 @@ def model_cache_gib(model):
 
 
 def cache_filesystem(mounts, path):
-    """The mount (from ansible_facts.mounts) holding ``path``: the longest mount-point prefix."""
-    best = None
-    for mount in mounts or []:
-        point = mount.get("mount") or ""
-        if "size_available" not in mount:
-            continue
-        if path == point or path.startswith(point.rstrip("/") + "/"):
-            if best is None or len(point) > len(best["mount"]):
-                best = mount
-    if best is None:
-        raise AnsibleFilterError("cache_filesystem: no mounted filesystem holds %s" % path)
-    return best
+    """The mount (from ansible_facts.mounts) holding ``path``: the longest mount-point prefix.
+
+    None when the facts show no such mount (a container whose root is not
+    listed): then there is nothing to measure, and the caller says so.
+    """
+    return mount_of(mounts or [], path)
 
 
 def _flag(name, value):

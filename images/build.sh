@@ -9,7 +9,11 @@ cd "$(dirname "$0")/.."
 . scripts/podman-env.sh main
 
 recipe=(images/recipe.conf images/packages.txt images/customize.sh)
+# recipe.conf sets these three; a recipe that leaves one out fails here.
+suite='' variant='' changes=()
 . images/recipe.conf
+[[ -n $suite && -n $variant && ${#changes[@]} -gt 0 ]] \
+  || { echo "images/recipe.conf must set suite, variant and changes" >&2; exit 1; }
 hash=$(cat "${recipe[@]}" | sha256sum | cut -c1-12)
 tag=localhost/gpu-stack-node:$hash
 cache=$GPU_STACK_CACHE/images

@@ -52,10 +52,13 @@ def say(msg=""):
     print(msg, flush=True)
 
 
-def step(msg, start=[]):  # noqa: B006 - the demo's own start time, set once
-    if not start:
-        start.append(time.monotonic())
-    say("[demo %5.1fs] %s" % (time.monotonic() - start[0], msg))
+_DEMO_START = []  # the demo's own start time, set by its first step
+
+
+def step(msg):
+    if not _DEMO_START:
+        _DEMO_START.append(time.monotonic())
+    say("[demo %5.1fs] %s" % (time.monotonic() - _DEMO_START[0], msg))
 
 
 def bin_path(name):

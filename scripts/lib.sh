@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by the scripts: the cache layout and a logger.
 GPU_STACK_CACHE=${GPU_STACK_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/homelab-gpu-stack}
 export GPU_STACK_CACHE

@@ -10,7 +10,7 @@
 # GPU_STACK_PART_TIMEOUT (seconds, default 2400) stops a part that hangs; the
 # part then fails (Molecule's cleanup trap still removes its containers).
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 . scripts/lib.sh
 export PATH=$PWD/.venv/bin:$PATH
 export ANSIBLE_FORCE_COLOR=0 PY_COLORS=0 NO_COLOR=1
@@ -49,7 +49,10 @@ selected=() results=() times=()
 for p in "${parts[@]}"; do
   name=${p%%|*}
   if (($#)); then
-    hit=0; for pat in "$@"; do [[ $name == $pat ]] && hit=1; done
+    # The arguments are glob patterns ('pytest-*'), so $pat stays unquoted.
+    hit=0
+    # shellcheck disable=SC2053
+    for pat in "$@"; do [[ $name == $pat ]] && hit=1; done
     ((hit)) || continue
   fi
   selected+=("$p")

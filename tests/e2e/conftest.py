@@ -39,7 +39,7 @@ if str(ROOT / "tests" / "support") not in sys.path:
 # benchmarks and scripts/demo_chain.py); their names stay importable from here.
 import chain  # noqa: E402
 from chain import (  # noqa: E402,F401
-    CONVERT as _CONVERT, Proc, ProcessManager, free_port, litellm_env, port_open, vllm_env)
+    CONVERT as _CONVERT, ProcessManager, free_port, litellm_env, vllm_env)
 
 _RENDER_PLAYBOOK = """\
 - name: Render the LiteLLM config from the role's template

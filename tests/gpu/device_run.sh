@@ -31,9 +31,11 @@ a)
   python3 tests/gpu/gpu_facts_probe.py h100_real.csv | head -3
   t=$(date +%s); unpack .whl/p1/a.tar.xz && touch /tmp/site/.a_done; say "unpacked part 1 in $(( $(date +%s) - t ))s"
   # GEN1/GEN2: the models to write (two writers at once); the defaults are the full matrix.
-  python3 tests/gpu/gen_models.py /tmp/models ${GEN1:-llama-3.1-8b qwen2.5-0.5b qwen2.5-7b-awq} > "$O/gen1.log" 2>&1 &
+  read -ra gen1 <<< "${GEN1:-llama-3.1-8b qwen2.5-0.5b qwen2.5-7b-awq}"
+  read -ra gen2 <<< "${GEN2:-llama-3.1-8b-awq qwen2.5-14b-awq qwen2.5-3b}"
+  python3 tests/gpu/gen_models.py /tmp/models "${gen1[@]}" > "$O/gen1.log" 2>&1 &
   p1=$!
-  python3 tests/gpu/gen_models.py /tmp/models ${GEN2:-llama-3.1-8b-awq qwen2.5-14b-awq qwen2.5-3b} > "$O/gen2.log" 2>&1
+  python3 tests/gpu/gen_models.py /tmp/models "${gen2[@]}" > "$O/gen2.log" 2>&1
   wait $p1
   cat "$O/gen1.log" "$O/gen2.log" | grep -v regex | tail -8
   du -sh /tmp/models/* ; df -h /tmp | tail -1; free -g | head -2
@@ -52,12 +54,12 @@ b)
   setsid nohup bash -c "python3 $SCRIPTS/serve_matrix.py $SCRIPTS/${JOBS:-jobs.json} $RUN ${MATRIX_DEADLINE_S:-1020}; touch $RUN/finished" \
     > $RUN/orchestrator.log 2>&1 < /dev/null &
   say "serve_matrix started"
-  while [ ! -f $RUN/finished ] && [ $(( $(date +%s) - T0 )) -lt ${B_WAIT_S:-560} ]; do sleep 5; done
+  while [ ! -f $RUN/finished ] && [ $(( $(date +%s) - T0 )) -lt "${B_WAIT_S:-560}" ]; do sleep 5; done
   report
   ;;
 c)
   [ -f $RUN/orchestrator.log ] || { say "NO RUN: the machine was replaced"; exit 3; }
-  while [ ! -f $RUN/finished ] && [ $(( $(date +%s) - T0 )) -lt ${C_WAIT_S:-570} ]; do sleep 5; done
+  while [ ! -f $RUN/finished ] && [ $(( $(date +%s) - T0 )) -lt "${C_WAIT_S:-570}" ]; do sleep 5; done
   [ -f $RUN/finished ] && kill "$(cat $RUN/mem.pid)" 2>/dev/null
   report
   ;;

@@ -28,10 +28,14 @@ python3 -m pip download -q --disable-pip-version-check --no-deps --only-binary=:
 SITE=$DEST/site
 rm -rf "$SITE"; mkdir -p "$SITE"
 # Installed for the GPU machine's Python (3.12), not this one.
+wheels=()
+for w in "$DEST"/wheels/*.whl; do
+  case ${w##*/} in vllm-0.26.0*) ;; *) wheels+=("$w") ;; esac
+done
 # shellcheck disable=SC2086
 python3 -m pip install -q --no-index --no-deps --no-compile --only-binary=:all: \
   --python-version 3.12 --implementation cp --abi cp312 --abi abi3 --abi none $PLATS \
-  --target "$SITE" $(ls "$DEST"/wheels/*.whl | grep -v '/vllm-0.26.0')
+  --target "$SITE" "${wheels[@]}"
 # vLLM itself is unzipped rather than installed so that parts Hopper does not use
 # can be left out: FA2 (Hopper uses FA3), the Rust router, the MoE library
 # (optional import) and deep_gemm builds for Pythons other than 3.12.

@@ -17,14 +17,13 @@ Qwen2.5-0.5B shape, gpu_memory_utilization 0.15: 906,992 tokens).
 
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests" / "e2e"), str(ROOT / ".ansible" / "collections")]
 
-from conftest import ProcessManager, free_port, vllm_env  # noqa: E402
+from conftest import ProcessManager, chain, free_port, vllm_env  # noqa: E402
 from test_planner_vs_vllm import SHAPES, metric_labels  # noqa: E402
 
 from ansible_collections.homelab.gpu_stack.plugins.filter.vllm import vllm_args  # noqa: E402
@@ -34,21 +33,6 @@ GIB = 1 << 30
 QWEN05 = dict(num_layers=24, num_attention_heads=14, num_kv_heads=2, head_dim=64, hidden_size=896,
               intermediate_size=4864, vocab_size=151936, tie_word_embeddings=True,
               max_position_embeddings=32768, params_b=0.494)
-
-
-def wait_health(port, proc, deadline=900):
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        if not proc.alive():
-            sys.exit("%s died:\n%s" % (proc.name, proc.log_tail()))
-        try:
-            with urllib.request.urlopen("http://127.0.0.1:%d/health" % port, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    sys.exit("%s: no /health after %d s" % (proc.name, deadline))
 
 
 def main():
@@ -75,7 +59,7 @@ def main():
             proc = procs.start(name, [venv / "bin/python", "-m", "vllm.entrypoints.cli.main", "serve"]
                                + vllm_args(spec, plan, port=port, host="127.0.0.1"), env=env, port=port)
             try:
-                wait_health(port, proc)
+                chain.wait_http("http://127.0.0.1:%d/health" % port, deadline=900, proc=proc)
                 with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=10) as response:
                     info = metric_labels(response.read().decode(), "vllm:cache_config_info")
             finally:

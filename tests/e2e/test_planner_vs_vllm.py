@@ -14,13 +14,12 @@ bytes per token, rounded down to whole blocks (128 tokens on CPU).
 
 import re
 import subprocess
-import time
 import urllib.request
 
 import openai
 import pytest
 
-from conftest import ROOT, free_port, vllm_env
+from conftest import ROOT, chain, free_port, vllm_env
 
 from ansible_collections.homelab.gpu_stack.plugins.filter.vllm import vllm_args
 from ansible_collections.homelab.gpu_stack.plugins.module_utils import vram_planner
@@ -42,21 +41,6 @@ SHAPES = [
     ("llama-l5-kv4-hd64-bf16", ["--arch", "llama", "--layers", "5", "--hidden", "128", "--heads", "4",
                                 "--kv-heads", "4", "--head-dim", "64", "--dtype", "bfloat16"], 2),
 ]
-
-
-def wait_health(port, proc, deadline=600):
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        if not proc.alive():
-            pytest.fail("%s exited before /health answered:\n%s" % (proc.name, proc.log_tail()))
-        try:
-            with urllib.request.urlopen("http://127.0.0.1:%d/health" % port, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    pytest.fail("%s: /health not 200 after %ss:\n%s" % (proc.name, deadline, proc.log_tail()))
 
 
 def metric_labels(text, name):
@@ -87,7 +71,7 @@ def served(request, vllm_venv, procs, tmp_path_factory):
     proc = procs.start("vllm-" + name, [vllm_venv / "bin" / "python", "-m", "vllm.entrypoints.cli.main",
                                         "serve"] + args, env=env, port=port)
     try:
-        wait_health(port, proc)
+        chain.wait_http("http://127.0.0.1:%d/health" % port, deadline=600, proc=proc)
         with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=10) as response:
             metrics = response.read().decode()
         yield {"name": name, "port": port, "shape": shape, "dtype": dtype, "space": space_gib * GIB, "args": args,

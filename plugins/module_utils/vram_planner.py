@@ -95,16 +95,24 @@ DEFAULT_TUNABLES = {
     # measured on one H100; NCCL adds per GPU when tensor_parallel_size > 1.
     "non_torch_mib": 230,
     "non_torch_tp_mib": 600,
-    # Peak activation of vLLM's profile run: max(forward pass over
-    # max_num_batched_tokens, logits of max_num_seqs rows) + a constant.
-    # On a first start vLLM profiles while torch.compile runs uncached; the
-    # peak measured then on the H100 (0.5B-14B shapes, docs/benchmarks.md) was
-    # ~76 activation-dtype values per hidden unit per batched token, and it
-    # is the first start that must not fail.
-    "activation_base_mib": 0,
-    "forward_hidden_factor": 76,
-    "forward_intermediate_factor": 0,
+    # Peak activation of vLLM's profile run, the larger of two cases.
+    # Warm (compile cache hit): max(forward pass over max_num_batched_tokens,
+    # logits of max_num_seqs rows) + a constant.
+    "activation_base_mib": 64,
+    "forward_hidden_factor": 4,
+    "forward_intermediate_factor": 3,
+    # First start (torch.compile uncached, unless enforce_eager): the peak
+    # measured on the H100 (vLLM 0.26, 0.5B-14B shapes, docs/benchmarks.md) was
+    # one copy of the vocab x hidden embedding matrix plus ~2 values per hidden
+    # unit per batched token, within 0.01 GiB on all five shapes. A pod starts
+    # with an empty cache, and it is the first start that must not fail.
+    "cold_compile_embedding_copies": 1,
+    "cold_compile_hidden_factor": 2,
     "sampler_bytes_per_logit": None,  # None: the activation dtype's bytes
+    # A quantised checkpoint takes more memory once vLLM has loaded and
+    # repacked it (Marlin) than its files: +2.6-4.0% on the H100 (AWQ Llama-8B,
+    # Qwen-7B/14B, vLLM 0.26).
+    "quantized_load_factor": 1.03,
     "max_num_batched_tokens": None,   # None: vLLM's default for the card class
     # Defaults for shape fields a spec may not give (Llama-3 values).
     "vocab_size": 128256,
@@ -178,6 +186,8 @@ def weight_bytes(shape, dtype="auto", quantization=None, tunables=None):
         if stored and not quantization and stored != served:
             # A float32 checkpoint served in bfloat16 takes half its file size.
             return int(shape["weight_bytes"] * served / stored)
+        if quantization:
+            return int(shape["weight_bytes"] * tun["quantized_load_factor"])
         return int(shape["weight_bytes"])
     if shape.get("params_b"):
         params = float(shape["params_b"]) * 1e9
@@ -220,7 +230,8 @@ def default_max_num_batched_tokens(vram_mib):
 
 def activation_bytes(shape, max_num_batched_tokens, max_num_seqs, act_dtype,
                      tensor_parallel_size=1, tunables=None):
-    """vLLM's profile-run peak: forward over the token budget, or the sampler's logits."""
+    """vLLM's profile-run peak: the warm case (forward over the token budget, or the
+    sampler's logits) or the first start's (see DEFAULT_TUNABLES), whichever is larger."""
     tun = dict(DEFAULT_TUNABLES, **(tunables or {}))
     act = DTYPE_BYTES[act_dtype]
     hidden = shape["hidden_size"]
@@ -231,7 +242,12 @@ def activation_bytes(shape, max_num_batched_tokens, max_num_seqs, act_dtype,
     vocab = shape.get("vocab_size") or tun["vocab_size"]
     per_logit = tun["sampler_bytes_per_logit"] or act
     sampler = min(max_num_seqs, max_num_batched_tokens) * vocab * per_logit
-    return int(max(forward, sampler) + tun["activation_base_mib"] * MIB)
+    warm = max(forward, sampler) + tun["activation_base_mib"] * MIB
+    if tun["enforce_eager"]:
+        return int(warm)
+    cold = act * (tun["cold_compile_embedding_copies"] * vocab * hidden / tensor_parallel_size
+                  + tun["cold_compile_hidden_factor"] * hidden * max_num_batched_tokens)
+    return int(max(warm, cold))
 
 
 def _round_down(value, multiple):

@@ -2,6 +2,9 @@
 # Apache License 2.0 (see LICENSE)
 """The VRAM planner's arithmetic and choices (the real-vLLM check is tests/e2e)."""
 
+import os
+import sys
+
 import pytest
 
 from ansible.errors import AnsibleFilterError
@@ -10,6 +13,10 @@ from ansible_collections.homelab.gpu_stack.plugins.filter.vllm import vllm_args,
 from ansible_collections.homelab.gpu_stack.plugins.module_utils import vram_planner as vp
 
 GIB = 1 << 30
+
+# The shapes (config.json and checkpoint size) of the models the H100 runs served.
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "gpu"))
+import gen_models  # noqa: E402
 
 QWEN05 = dict(name="qwen2.5-0.5b", num_layers=24, num_attention_heads=14, num_kv_heads=2, head_dim=64,
               hidden_size=896, intermediate_size=4864, vocab_size=151936, tie_word_embeddings=True,
@@ -31,20 +38,46 @@ def test_bytes_per_token_is_two_x_layers_x_kv_heads_x_head_dim_x_dtype():
     assert vp.kv_bytes_per_token(QWEN05, tensor_parallel_size=4) == 2 * 24 * 1 * 64 * 2
 
 
-def test_errs_on_the_safe_side_of_the_h100_runs():
-    """vLLM 0.26 on an H100 (ENVIRONMENT.md): util 0.15, defaults -> 906,992 KV tokens.
-
-    The activation constants come from the first-start peaks of the home-card
-    matrix (docs/benchmarks.md, max_num_batched_tokens 2048); at vLLM's
-    8192-token default this run peaked lower (0.34 GiB), so the planner
-    predicts a smaller cache than vLLM found: never more (that would stop vLLM
-    from starting), and not by much.
-    """
+def test_matches_the_h100_run_at_vllms_large_card_defaults():
+    """vLLM 0.26 on an H100 (../shared/gpu-vllm): util 0.15 and vLLM's defaults for a
+    card of >= 70 GiB (8192 batched tokens, 1024 sequences) -> 906,992 KV tokens.
+    The activation constants come from the home-card matrix at 2048 tokens
+    (test below); this run checks them at another token budget."""
     total_mib = 81089  # what torch.cuda.mem_get_info reports for the 80 GB H100
     plan = vp.plan(QWEN05, total_mib, gpu_memory_utilization=0.15, max_num_batched_tokens=8192,
                    max_num_seqs_cap=1024)
     assert plan["weight_gib"] == pytest.approx(0.93, abs=0.02)
-    assert 0.90 < plan["kv_cache_tokens"] / 906992 <= 1.0
+    assert plan["kv_cache_tokens"] == pytest.approx(906992, rel=0.03)
+    assert plan["max_model_len"] <= 906992
+
+
+# What vLLM 0.26 printed for the first start (empty compile cache) of each shape
+# in the H100 home-card matrix (tests/gpu/results/matrix_run1.json, 2048 batched
+# tokens): "Model loading took W GiB" and "P GiB for peak activation", or, for a
+# server that refused to start, budget - available KV = non-KV memory.
+H100_FIRST_STARTS = [
+    # model, card, vLLM weights GiB, vLLM non-KV GiB (weights + peak + 0.22 non-torch)
+    ("llama-3.1-8b", "24gb", 15.0, 16.24),
+    ("llama-3.1-8b-awq", "12gb", 5.49, 6.72),
+    ("qwen2.5-14b-awq", "24gb", 9.53, 11.25),
+    ("qwen2.5-0.5b", "12gb", 0.93, 1.41),
+    ("qwen2.5-3b", "12gb", 5.79, 6.61),
+    ("qwen2.5-7b-awq", "16gb", 5.40, 6.67),
+]
+
+
+@pytest.mark.parametrize("model,card,vllm_weights,vllm_non_kv", H100_FIRST_STARTS)
+def test_non_kv_memory_matches_vllms_first_start(model, card, vllm_weights, vllm_non_kv):
+    cards = {"12gb": 12288, "16gb": 16380, "24gb": 24564}
+    _cfg, _dtype, quant, _src = gen_models.MODELS[model]
+    shape = vp.shape_from_hf_config(gen_models.hf_config(model), gen_models.checkpoint_bytes(model))
+    plan = vp.plan(shape, cards[card], dtype="float16" if quant else "auto",
+                   quantization="awq_marlin" if quant else None)
+    # AWQ loads 2.6-4.0% above its files; one factor (1.03) covers all three.
+    assert plan["weight_bytes"] / GIB == pytest.approx(vllm_weights, abs=0.07)
+    non_kv = (plan["weight_bytes"] + plan["activation_bytes"] + plan["non_torch_bytes"]) / GIB
+    # P4 allows 3% of the smallest KV cache in the matrix (3.31 GiB): 0.099 GiB.
+    assert non_kv == pytest.approx(vllm_non_kv, abs=0.09)
 
 
 def test_llama8b_on_24gb_card():

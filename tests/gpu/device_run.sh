@@ -46,8 +46,7 @@ b)
   t=$(date +%s); unpack .whl/p2/b.tar.xz && touch /tmp/site/.b_done; say "unpacked part 2 in $(( $(date +%s) - t ))s ($(du -sh /tmp/site | cut -f1))"
   rm -rf $SCRIPTS $RUN; cp -r tests/gpu $SCRIPTS; mkdir -p $RUN
   export PYTHONPATH=/tmp/site:$SCRIPTS/vllm_gate PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 \
-    VLLM_NO_USAGE_STATS=1 DO_NOT_TRACK=1 TOKENIZERS_PARALLELISM=false VLLM_USE_FLASHINFER_SAMPLER=0 \
-    VLLM_CACHE_ROOT=/tmp/vllm-cache
+    VLLM_NO_USAGE_STATS=1 DO_NOT_TRACK=1 TOKENIZERS_PARALLELISM=false VLLM_USE_FLASHINFER_SAMPLER=0
   setsid nohup nvidia-smi --query-gpu=timestamp,memory.used,utilization.gpu --format=csv,noheader -lms 1000 \
     > $RUN/mem.csv 2>/dev/null < /dev/null &
   echo $! > $RUN/mem.pid

@@ -40,8 +40,6 @@ HAND_WRITTEN = ["--max-num-seqs", "8", "--max-model-len", "32768", "--gpu-memory
 # its defaults are given explicitly, or the H100's larger ones would apply.
 CARD_DEFAULTS = ["--max-num-batched-tokens", "2048"]
 VLLM_DEFAULTS = CARD_DEFAULTS + ["--max-num-seqs", "256"]
-# Order: the throughput comparison first, then by model, so that a run cut short
-# still has the headline figures and consecutive servers share compile caches.
 ORDER = ["llama-3.1-8b", "llama-3.1-8b-awq", "qwen2.5-14b-awq", "qwen2.5-0.5b", "qwen2.5-3b",
          "qwen2.5-7b-awq"]
 
@@ -75,43 +73,7 @@ def strip_endpoint(args):
     return out
 
 
-# Tunables suggested from the first matrix run (docs/benchmarks.md): vLLM's profile
-# run peaks at about 152 bytes x hidden_size per batched token on a cold compile cache.
-SUGGESTED_TUNABLES = {"forward_hidden_factor": 76, "forward_intermediate_factor": 0, "activation_base_mib": 0}
-
-
-def bench_jobs(out_path):
-    """Second run: the throughput comparisons alone, benchmarked once all servers are up."""
-    jobs = []
-    for model, card, tun, label in (("llama-3.1-8b", "24gb", SUGGESTED_TUNABLES, "planner-suggested-tunables"),
-                                    ("qwen2.5-0.5b", "12gb", None, "planner")):
-        model_spec, namesake = spec(model)
-        config_shape = shape_from_hf_config(gen_models.hf_config(model), gen_models.checkpoint_bytes(model))
-        card_name, mib = CARDS[card]
-        plan = vram_plan(model_spec, {"model": card_name, "vram_mib": mib, "count": 1},
-                         config_shape=config_shape, tunables=tun)
-        args = strip_endpoint(vllm_args(model_spec, plan))
-        base = {"model": model, "namesake": namesake, "card": card, "card_name": card_name, "card_mib": mib,
-                "bench": BENCH, "predicted_from_spec_shape": None}
-        jobs.append(dict(base, name="%s@%s-%s" % (model, card, label), kind=label, args=args, tunables=tun,
-                         plan=plan, predicted={"kv_tokens": plan["kv_cache_tokens"], "kv_cache_gib": plan["kv_cache_gib"],
-                                               "weight_gib": plan["weight_gib"],
-                                               "activation_gib": round(plan["activation_bytes"] / 2 ** 30, 3)}))
-        keep = args[:args.index("--gpu-memory-utilization")]
-        other = (("handwritten", keep + HAND_WRITTEN + CARD_DEFAULTS) if model == "llama-3.1-8b"
-                 else ("vllm-defaults", VLLM_DEFAULTS))
-        jobs.append(dict(base, name="%s@%s-%s" % (model, card, other[0]), kind=other[0], args=other[1],
-                         plan=None, predicted=None))
-    with open(out_path, "w") as fh:
-        json.dump({"models_dir": MODELS_DIR, "cards": CARDS, "bench_at_end": True, "bench_rounds": 2,
-                   "jobs": jobs}, fh, indent=1)
-    for j in jobs:
-        print("%-45s pred_kv=%-9s %s" % (j["name"], (j["predicted"] or {}).get("kv_tokens"), " ".join(j["args"])))
-
-
 def main():
-    if sys.argv[1:2] == ["--bench"]:
-        return bench_jobs(sys.argv[2] if len(sys.argv) > 2 else os.path.join(HERE, "jobs_bench.json"))
     out_path = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "jobs.json")
     jobs, skipped = [], []
     for model in ORDER:
@@ -140,20 +102,24 @@ def main():
                                  "non_torch_gib": round(plan["non_torch_bytes"] / 2 ** 30, 3),
                                  "requested_gib": round(plan["requested_bytes"] / 2 ** 30, 3)},
                    "predicted_from_spec_shape": spec_pred, "plan": plan, "bench": None}
-            if (model, card) in (("llama-3.1-8b", "24gb"), ("qwen2.5-0.5b", "24gb")):
-                job["bench"] = BENCH
             jobs.append(job)
-            if (model, card) == ("llama-3.1-8b", "24gb"):
-                keep = args[:args.index("--gpu-memory-utilization")]  # --dtype, --quantization, -tp
-                jobs.append(dict(job, name=model + "@24gb-handwritten", kind="handwritten", args=keep + HAND_WRITTEN + CARD_DEFAULTS,
-                                 predicted=None, predicted_from_spec_shape=None, plan=None))
-                jobs.append(dict(job, name=model + "@24gb-vllm-defaults", kind="vllm-defaults", args=VLLM_DEFAULTS,
-                                 predicted=None, predicted_from_spec_shape=None, plan=None))
-    # vLLM's defaults on a pair where they can start, for the "never below defaults" check.
-    jobs.append(dict(next(j for j in jobs if j["name"] == "qwen2.5-0.5b@24gb"), name="qwen2.5-0.5b@24gb-vllm-defaults",
-                     kind="vllm-defaults", args=VLLM_DEFAULTS, predicted=None, predicted_from_spec_shape=None, plan=None))
+    # The throughput comparisons (P6), in the same run: the planner's arguments
+    # against a typical hand-written manifest (8B on 24 GB) and against vLLM's
+    # own defaults (0.5B on 12 GB, a pair where the defaults start). Listed last:
+    # these servers stay up until every other job is done and are then
+    # benchmarked together, with nothing else starting.
+    for name, other, args in (("llama-3.1-8b@24gb", "handwritten", HAND_WRITTEN + CARD_DEFAULTS),
+                              ("qwen2.5-0.5b@12gb", "vllm-defaults", VLLM_DEFAULTS)):
+        job = next(j for j in jobs if j["name"] == name)
+        jobs.remove(job)
+        job["bench"] = BENCH
+        if other == "handwritten":
+            args = job["args"][:job["args"].index("--gpu-memory-utilization")] + args  # --dtype, -tp
+        jobs += [job, dict(job, name="%s-%s" % (name, other), kind=other, args=args, predicted=None,
+                           predicted_from_spec_shape=None, plan=None)]
     with open(out_path, "w") as fh:
-        json.dump({"models_dir": MODELS_DIR, "cards": CARDS, "jobs": jobs, "planner_refused": skipped}, fh, indent=1)
+        json.dump({"models_dir": MODELS_DIR, "cards": CARDS, "bench_at_end": True, "bench_rounds": 3,
+                   "jobs": jobs, "planner_refused": skipped}, fh, indent=1)
     for j in jobs:
         print("%-32s %-13s pred_kv=%-9s %s" % (j["name"], j["kind"], (j["predicted"] or {}).get("kv_tokens"),
                                                " ".join(j["args"])))

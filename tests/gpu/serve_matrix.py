@@ -158,7 +158,12 @@ class Job:
         self.spec = spec
         self.name = spec["name"]
         self.port = 18100 + index
-        self.log_path = os.path.join(outdir, "logs", re.sub(r"[^A-Za-z0-9._-]", "_", self.name) + ".log")
+        safe = re.sub(r"[^A-Za-z0-9._-]", "_", self.name)
+        self.log_path = os.path.join(outdir, "logs", safe + ".log")
+        # Every server starts on an empty compile cache, as a new pod does: with a
+        # cache hit vLLM's profile run peaks lower, and which job warmed which
+        # would decide the KV figure (the first run's 0.5B on 16/24 GB did).
+        self.cache_dir = os.path.join(outdir, "vllm-cache", safe)
         args = list(spec["args"])
         util = VLLM_DEFAULT_UTIL
         if "--gpu-memory-utilization" in args:
@@ -183,7 +188,8 @@ class Job:
         return os.path.join(self.gate_dir, self.name + suffix)
 
     def launch(self):
-        env = dict(os.environ, GPUSTACK_GATE_DIR=self.gate_dir, GPUSTACK_JOB=self.name)
+        env = dict(os.environ, GPUSTACK_GATE_DIR=self.gate_dir, GPUSTACK_JOB=self.name,
+                   VLLM_CACHE_ROOT=self.cache_dir)
         cmd = ([sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", self.model_dir,
                 "--served-model-name", self.name, "--host", "127.0.0.1", "--port", str(self.port)]
                + self.args + ["--gpu-memory-utilization", "%.6f" % self.h100_util])

@@ -9,8 +9,11 @@ shape is what the role reads from the cached model (vram_planner.shape_from_hf_c
 of the config.json and safetensors size gen_models.py writes); the plan from the
 inventory-style shape alone (params_b) is recorded beside it.
 
-Usage: .venv/bin/python tests/gpu/plan_matrix.py [OUT.json]   (default tests/gpu/jobs.json)
+Usage: .venv/bin/python tests/gpu/plan_matrix.py [OUT.json] [--only NAME ... [--requests N] [--rounds N]]
+  (default tests/gpu/jobs.json). --only keeps the throughput jobs of the pairs named
+  (e.g. qwen2.5-0.5b@12gb) for a comparison run of its own.
 """
+import argparse
 import json
 import os
 import sys
@@ -74,7 +77,13 @@ def strip_endpoint(args):
 
 
 def main():
-    out_path = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "jobs.json")
+    parser = argparse.ArgumentParser()
+    parser.add_argument("out", nargs="?", default=os.path.join(HERE, "jobs.json"))
+    parser.add_argument("--only", nargs="+", help="keep only these pairs' throughput jobs")
+    parser.add_argument("--requests", type=int, default=BENCH["requests"])
+    parser.add_argument("--rounds", type=int, default=3)
+    opts = parser.parse_args()
+    bench = dict(BENCH, requests=opts.requests)
     jobs, skipped = [], []
     for model in ORDER:
         model_spec, namesake = spec(model)
@@ -112,13 +121,15 @@ def main():
                               ("qwen2.5-0.5b@12gb", "vllm-defaults", VLLM_DEFAULTS)):
         job = next(j for j in jobs if j["name"] == name)
         jobs.remove(job)
-        job["bench"] = BENCH
+        job["bench"] = bench
         if other == "handwritten":
             args = job["args"][:job["args"].index("--gpu-memory-utilization")] + args  # --dtype, -tp
         jobs += [job, dict(job, name="%s-%s" % (name, other), kind=other, args=args, predicted=None,
                            predicted_from_spec_shape=None, plan=None)]
-    with open(out_path, "w") as fh:
-        json.dump({"models_dir": MODELS_DIR, "cards": CARDS, "bench_at_end": True, "bench_rounds": 3,
+    if opts.only:
+        jobs = [j for j in jobs if j["bench"] and any(j["name"] in (o, o + "-" + j["kind"]) for o in opts.only)]
+    with open(opts.out, "w") as fh:
+        json.dump({"models_dir": MODELS_DIR, "cards": CARDS, "bench_at_end": True, "bench_rounds": opts.rounds,
                    "jobs": jobs, "planner_refused": skipped}, fh, indent=1)
     for j in jobs:
         print("%-32s %-13s pred_kv=%-9s %s" % (j["name"], j["kind"], (j["predicted"] or {}).get("kv_tokens"),

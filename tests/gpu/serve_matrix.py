@@ -396,7 +396,8 @@ def main():
         parked = [j for j in jobs if j.state == "parked"]
         if parked and not any(j.state in ("pending", "launched", "ready", "window", "warm", "healthy") for j in jobs):
             for rnd in range(rounds):
-                for j in parked:
+                # ABBA order: no server always runs right after the same other one.
+                for j in (parked if rnd % 2 == 0 else parked[::-1]):
                     b = j.spec["bench"]
                     log("bench round %d %s: %s" % (rnd + 1, j.name, b))
                     try:

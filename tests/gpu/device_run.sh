@@ -28,7 +28,7 @@ mkdir -p /tmp/site
 
 case "$STAGE" in
 a)
-  python3 tests/gpu/gpu_facts_probe.py h100_real.csv | head -3
+  python3 tests/gpu/gpu_facts_probe.py h100_real.csv > "$O/gpu_facts.txt" 2>&1; head -3 "$O/gpu_facts.txt"
   t=$(date +%s); unpack .whl/p1/a.tar.xz && touch /tmp/site/.a_done; say "unpacked part 1 in $(( $(date +%s) - t ))s"
   # GEN1/GEN2: the models to write (two writers at once); the defaults are the full matrix.
   read -ra gen1 <<< "${GEN1:-llama-3.1-8b qwen2.5-0.5b qwen2.5-7b-awq}"

@@ -1,6 +1,6 @@
 """Print the markdown tables of docs/benchmarks.md from serve_matrix.py results.
 
-Usage: python3 tests/gpu/summarize.py tests/gpu/results/matrix_run1.json [tests/gpu/results/bench_run2.json ...]
+Usage: python3 tests/gpu/summarize.py tests/gpu/results/matrix_run3.json [tests/gpu/results/ab_run4.json ...]
 Runs anywhere (no GPU, no vLLM): it only reads the JSON files.
 """
 import json

@@ -204,3 +204,25 @@ def test_local_path_has_no_revision():
                            params_b=0.0004, max_position_embeddings=2048))
     args = vllm_args(spec, vram_plan(spec, GPU12))
     assert args[0] == "/models/tiny" and "--revision" not in args
+
+
+@pytest.mark.parametrize("model", sorted(gen_models.MODELS))
+def test_never_caps_concurrency_where_vllms_defaults_start(model):
+    """Issue 7's P6: the planner's arguments are never below vLLM's defaults. Where
+    the defaults start at all (util 0.92, the model's full context), they take 32
+    concurrent requests; the plan must take them too, on every home card size."""
+    _cfg, _dtype, quant, _src = gen_models.MODELS[model]
+    shape = vp.shape_from_hf_config(gen_models.hf_config(model), gen_models.checkpoint_bytes(model))
+    kw = {"dtype": "float16", "quantization": "awq_marlin"} if quant else {}
+    compared = 0
+    for vram_mib in (8192, 10240, 12288, 16380, 20480, 24564, 49140):
+        try:
+            vp.plan(shape, vram_mib, context_length=shape["max_position_embeddings"],
+                    gpu_memory_utilization=0.92, **kw)
+        except vp.PlanError:
+            continue  # vLLM's defaults would not start on this card
+        plan = vp.plan(shape, vram_mib, **kw)
+        assert plan["max_num_seqs"] >= 32, (vram_mib, plan)
+        assert plan["kv_cache_tokens"] >= 32 * 512, (vram_mib, plan)
+        compared += 1
+    assert compared, "no card where vLLM's defaults start: the test compares nothing"

@@ -80,7 +80,7 @@ def sliced(tmp_path_factory):
 def crypto(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("crypto")
     extra = {"gpu_addons_tls_mode": "community_crypto", "gpu_addons_render_secrets": True,
-             "gpu_addons_prometheus_namespace": "monitoring"}
+             "gpu_addons_prometheus_namespace": "monitoring", "gpu_addons_ingress_controller_peer": None}
     first = render(tmp, extra=extra)
     first["_second"] = render(tmp, extra=extra)
     return first
@@ -282,7 +282,24 @@ def selects(selector, labels):
     return all(labels.get(k) == v for k, v in (selector.get("matchLabels") or {}).items())
 
 
-def test_network_policy_lets_only_the_gateway_reach_vllm(local):
+TRAEFIK_NS = {"kubernetes.io/metadata.name": "kube-system"}
+# What k3s's bundled Traefik chart puts on its pods.
+TRAEFIK_POD = {"app.kubernetes.io/name": "traefik", "app.kubernetes.io/instance": "traefik-kube-system"}
+
+
+def admits(peer, namespace_labels, pod_labels, own_namespace):
+    """Whether a NetworkPolicy peer lets in a pod (ipBlock peers admit nothing here)."""
+    if "ipBlock" in peer:
+        return False
+    if "namespaceSelector" in peer:
+        if not selects(peer["namespaceSelector"], namespace_labels):
+            return False
+    elif namespace_labels.get("kubernetes.io/metadata.name") != own_namespace:
+        return False  # a podSelector alone means the policy's own namespace
+    return selects(peer.get("podSelector") or {}, pod_labels)
+
+
+def test_network_policy_lets_only_the_gateway_and_the_ingress_controller_reach_vllm(local):
     policy = one(local, "NetworkPolicy", "vllm-from-gateway-only")
     spec = policy["spec"]
     assert policy["metadata"]["namespace"] == "llm"
@@ -293,10 +310,15 @@ def test_network_policy_lets_only_the_gateway_reach_vllm(local):
     assert not selects(spec["podSelector"], gateway_pod)
     assert len(spec["ingress"]) == 1
     peers = spec["ingress"][0]["from"]
-    assert peers == [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "litellm"}}}]
-    # a podSelector peer without namespaceSelector means: same namespace only
-    assert all("namespaceSelector" not in p and "ipBlock" not in p for p in peers)
-    assert not selects(peers[0]["podSelector"], {"app.kubernetes.io/name": "open-webui"})
+    llm_ns = {"kubernetes.io/metadata.name": "llm"}
+    assert any(admits(p, llm_ns, gateway_pod, "llm") for p in peers)
+    assert any(admits(p, TRAEFIK_NS, TRAEFIK_POD, "llm") for p in peers)
+    # nobody else: another app in the namespace, another pod in kube-system,
+    # a Traefik in another namespace
+    for ns, pod in ((llm_ns, {"app.kubernetes.io/name": "open-webui"}),
+                    (TRAEFIK_NS, {"app.kubernetes.io/name": "coredns"}),
+                    ({"kubernetes.io/metadata.name": "default"}, TRAEFIK_POD)):
+        assert not any(admits(p, ns, pod, "llm") for p in peers), (ns, pod)
     assert spec["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 8000}]
 
 
@@ -351,6 +373,35 @@ def test_network_policy_selects_the_rendered_vllm_pods_on_their_port(local, stac
         assert policy["spec"]["ingress"][0]["ports"][0]["port"] in ports
 
 
+def test_network_policy_lets_the_ingress_controller_reach_the_rendered_ingress_backends(local, stack):
+    """The vllm role's per-model Ingresses (class traefik) route to vLLM Services;
+    the policy must let Traefik's pods reach the pods behind them on that port."""
+    policy = one(local, "NetworkPolicy", "vllm-from-gateway-only")
+    services = {o["metadata"]["name"]: o for o in stack if o["kind"] == "Service"}
+    checked = 0
+    for ingress in (o for o in stack if o["kind"] == "Ingress"):
+        for http_rule in ingress["spec"]["rules"]:
+            for path in http_rule["http"]["paths"]:
+                backend = path["backend"]["service"]
+                service = services[backend["name"]]
+                pods = [d for d in vllm_deployments(stack) if selects({"matchLabels": service["spec"]["selector"]},
+                                                                       pod_labels(d))]
+                if not pods:
+                    continue  # the gateway's own Ingress
+                assert ingress["spec"]["ingressClassName"] == "traefik"
+                port = next(p for p in service["spec"]["ports"] if backend["port"] in
+                            ({"number": p["port"]}, {"name": p.get("name")}))
+                container_ports = {p["name"]: p["containerPort"] for c in pods[0]["spec"]["template"]["spec"]["containers"]
+                                   for p in c.get("ports", [])}
+                target = container_ports.get(port["targetPort"], port["targetPort"])
+                assert selects(policy["spec"]["podSelector"], pod_labels(pods[0]))
+                assert any(any(admits(p, TRAEFIK_NS, TRAEFIK_POD, "llm") for p in rule["from"])
+                           and {"protocol": "TCP", "port": target} in rule["ports"]
+                           for rule in policy["spec"]["ingress"]), (ingress["metadata"]["name"], target)
+                checked += 1
+    assert checked, "the vllm role rendered no Ingress to a vLLM Service"
+
+
 def test_mode_switch_on_the_rendered_vllm_deployments(stack):
     from ansible_collections.homelab.gpu_stack.plugins.filter import gpu_mode
     from ansible_collections.homelab.gpu_stack.plugins.filter.model_spec import model_specs
@@ -378,6 +429,8 @@ def test_mode_switch_on_the_rendered_vllm_deployments(stack):
 def test_prometheus_namespace_may_scrape_only_the_vllm_port(crypto):
     rules = one(crypto, "NetworkPolicy", "vllm-from-gateway-only")["spec"]["ingress"]
     assert len(rules) == 2
+    # gpu_addons_ingress_controller_peer null: the gateway alone on the first rule
+    assert rules[0]["from"] == [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "litellm"}}}]
     assert rules[1] == {"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],
                         "ports": [{"protocol": "TCP", "port": 8000}]}
 

@@ -17,9 +17,10 @@ the CUDA-graph pool. It then chooses:
 
 - ``gpu_memory_utilization``: the largest share of the card that leaves the
   CUDA context, CUDA graphs and a headroom free (capped by ``max_utilization``);
-- ``max_model_len``: the model's maximum (or the spec's ``context_length``),
-  clipped to what the KV cache can hold for ``min_full_context_seqs``
-  sequences at full length, rounded down to ``context_multiple``;
+- ``max_model_len``: the spec's ``context_length``, or else the model's
+  maximum clipped to ``auto_context_margin`` of what the KV cache can hold for
+  ``min_full_context_seqs`` sequences at full length (vLLM refuses to start
+  when it exceeds the cache it finds), rounded down to ``context_multiple``;
 - ``max_num_seqs``: enough sequences to fill the KV cache at a realistic
   request length (``typical_seq_tokens``), between ``min_num_seqs`` and
   ``max_num_seqs_cap``, a multiple of ``seq_multiple``;

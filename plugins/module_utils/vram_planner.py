@@ -37,8 +37,9 @@ shape
     ``dtype`` is ``auto``), ``name``. ``shape_from_hf_config`` /
     ``shape_from_model_dir`` build it from a cached ``config.json``.
 vram_mib
-    the memory of ONE GPU as the CUDA runtime reports it (``nvidia-smi
-    --query-gpu=memory.total``, MiB).
+    the memory of ONE GPU as nvidia-smi reports it (``memory.total``, MiB, what
+    gpu_facts reads). The driver keeps part of it that CUDA, and so vLLM's
+    ``gpu_memory_utilization``, never sees (``cuda_reserved_mib``).
 dtype, quantization, context_length, tensor_parallel_size
     as in the model spec (plugins/module_utils/model_spec.py).
 tunables
@@ -74,6 +75,10 @@ QUANT_LINEAR_BYTES = {
 
 DEFAULT_TUNABLES = {
     # --- what sits outside vLLM's requested share of the card -------------
+    # Memory the driver reserves out of nvidia-smi's memory.total: vLLM takes
+    # gpu_memory_utilization of what CUDA reports (cudaMemGetInfo), not of
+    # memory.total. None: estimated by card size (cuda_reserved_estimate_mib).
+    "cuda_reserved_mib": None,
     # The serving process's CUDA context (created before vLLM's baseline
     # snapshot, so never part of `requested`).
     "cuda_context_mib": 512,
@@ -219,6 +224,18 @@ def kv_tokens_for_bytes(kv_cache_bytes, bytes_per_token, block_size=16):
     return blocks * block_size
 
 
+def cuda_reserved_estimate_mib(vram_mib):
+    """nvidia-smi memory.total minus the total CUDA reports, by card size.
+
+    Seen: 480 MiB on an H100 80GB (tests/gpu: 81559 vs 81079 MiB); under Linux,
+    from PyTorch's "total capacity" in public OOM reports, 225 MiB (RTX 3080
+    10 GB), 256 (RTX 3060 12 GB), 320-360 (RTX 3090/4090 24 GB), 340 (RTX 5090
+    32 GB), 570 (RTX 6000 Ada 48 GB). 160 MiB + 0.8%, at most 640, is within
+    -45..+20 MiB of the home cards and above the H100's figure.
+    """
+    return min(640, int(160 + 0.008 * vram_mib))
+
+
 def default_max_num_batched_tokens(vram_mib):
     """vLLM's own default for the API server (engine/arg_utils.py)."""
     vram = vram_mib * MIB
@@ -267,7 +284,8 @@ def plan(shape, vram_mib, dtype="auto", quantization=None, context_length="auto"
       kv_cache_bytes, kv_cache_gib, kv_cache_tokens
                                 the KV budget vLLM should report
       activation_bytes, non_torch_bytes, cudagraph_bytes, requested_bytes,
-      vram_bytes, model_max_len, dtype, kv_cache_dtype, enforce_eager,
+      vram_bytes (what CUDA sees), cuda_reserved_mib, model_max_len, dtype,
+      kv_cache_dtype, enforce_eager,
       tensor_parallel_size      the figures behind them
     Raises PlanError (names the model and the figures) when it cannot fit.
     """
@@ -287,11 +305,16 @@ def plan(shape, vram_mib, dtype="auto", quantization=None, context_length="auto"
     act_dtype = _act_dtype(shape, dtype, quantization)
     kv_dtype = tun["kv_cache_dtype"] if tun["kv_cache_dtype"] != "auto" else act_dtype
     block = tun["block_size"]
-    vram = int(vram_mib * MIB)
+    reserved = tun["cuda_reserved_mib"]
+    if reserved is None:
+        reserved = cuda_reserved_estimate_mib(vram_mib)
+    # From here on, the card as CUDA (and vLLM) sees it.
+    cuda_mib = vram_mib - reserved
+    vram = int(cuda_mib * MIB)
 
     weights = int(math.ceil(weight_bytes(shape, dtype, quantization, tun) / tp))
     bpt = kv_bytes_per_token(shape, dtype, quantization, tp, tun["kv_cache_dtype"])
-    batched = tun["max_num_batched_tokens"] or default_max_num_batched_tokens(vram_mib)
+    batched = tun["max_num_batched_tokens"] or default_max_num_batched_tokens(cuda_mib)
     non_torch = int((tun["non_torch_mib"] + (tun["non_torch_tp_mib"] if tp > 1 else 0)) * MIB)
     cudagraph = 0 if tun["enforce_eager"] else int(
         (tun["cudagraph_base_mib"] + tun["cudagraph_per_layer_mib"] * shape["num_layers"]) * MIB)
@@ -302,7 +325,7 @@ def plan(shape, vram_mib, dtype="auto", quantization=None, context_length="auto"
         outside = tun["cuda_context_mib"] + tun["headroom_mib"]
         if not tun["cudagraph_in_kv_budget"]:
             outside += cudagraph / MIB
-        util = math.floor((vram_mib - outside) / vram_mib * 100) / 100
+        util = math.floor((cuda_mib - outside) / cuda_mib * 100) / 100
         util = min(util, tun["max_utilization"])
     if not tun["gpu_memory_utilization"] and util < tun["min_utilization"] or util > 1:
         raise PlanError("model %s: a %d MiB card leaves gpu_memory_utilization %.2f after the "
@@ -330,11 +353,12 @@ def plan(shape, vram_mib, dtype="auto", quantization=None, context_length="auto"
     if kv_cache <= 0:
         raise PlanError(
             "model %s does not fit: weights %.2f GiB + activations %.2f GiB + non-torch %.2f GiB "
-            "= %.2f GiB per GPU, but %d MiB x gpu_memory_utilization %.2f = %.2f GiB "
+            "= %.2f GiB per GPU, but %d MiB (what CUDA sees of the card's %d MiB) x "
+            "gpu_memory_utilization %.2f = %.2f GiB "
             "(tensor_parallel_size %d, dtype %s, quantization %s); use a quantized variant, "
             "a bigger card or more GPUs"
             % (name, weights / GIB, activation / GIB, non_torch / GIB,
-               (weights + activation + non_torch) / GIB, vram_mib, util, requested / GIB,
+               (weights + activation + non_torch) / GIB, cuda_mib, vram_mib, util, requested / GIB,
                tp, act_dtype, quantization or "none"))
 
     model_max = shape.get("max_position_embeddings")
@@ -377,6 +401,7 @@ def plan(shape, vram_mib, dtype="auto", quantization=None, context_length="auto"
         "cudagraph_bytes": int(cudagraph),
         "requested_bytes": int(requested),
         "vram_bytes": int(vram),
+        "cuda_reserved_mib": int(reserved),
         "model_max_len": int(model_max) if model_max else None,
         "dtype": act_dtype,
         "kv_cache_dtype": kv_dtype,

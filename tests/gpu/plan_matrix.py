@@ -36,6 +36,11 @@ MODELS_DIR = "/tmp/models"
 CARDS = {"12gb": ("NVIDIA GeForce RTX 3060", 12288),
          "16gb": ("NVIDIA GeForce RTX 4060 Ti", 16380),
          "24gb": ("NVIDIA GeForce RTX 4090", 24564)}
+# serve_matrix.py gives vLLM util x card MiB of the H100's CUDA memory: the emulated
+# card's CUDA-visible memory is its whole memory.total. A real card's driver keeps
+# 200-500 MiB of it (the planner's cuda_reserved_mib estimate), which cannot be
+# emulated here; the planner is told there is none.
+EMULATED = {"cuda_reserved_mib": 0}
 BENCH = {"concurrency": 32, "requests": 128, "max_tokens": 128}
 HAND_WRITTEN = ["--max-num-seqs", "8", "--max-model-len", "32768", "--gpu-memory-utilization", "0.90"]
 # vLLM 0.26 picks max_num_batched_tokens/max_num_seqs by the GPU's memory (8192/1024
@@ -92,12 +97,12 @@ def main():
             gpu = {"model": card_name, "vram_mib": mib, "count": 1}
             name = "%s@%s" % (model, card)
             try:
-                plan = vram_plan(model_spec, gpu, config_shape=config_shape)
+                plan = vram_plan(model_spec, gpu, config_shape=config_shape, tunables=EMULATED)
             except AnsibleFilterError as exc:
                 skipped.append({"name": name, "planner": str(exc)})
                 continue
             try:
-                spec_only = vram_plan(model_spec, gpu)
+                spec_only = vram_plan(model_spec, gpu, tunables=EMULATED)
                 spec_pred = {"kv_tokens": spec_only["kv_cache_tokens"], "weight_gib": spec_only["weight_gib"],
                              "max_num_seqs": spec_only["max_num_seqs"], "max_model_len": spec_only["max_model_len"]}
             except AnsibleFilterError as exc:

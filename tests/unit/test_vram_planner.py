@@ -43,8 +43,8 @@ def test_matches_the_h100_run_at_vllms_large_card_defaults():
     card of >= 70 GiB (8192 batched tokens, 1024 sequences) -> 906,992 KV tokens.
     The activation constants come from the home-card matrix at 2048 tokens
     (test below); this run checks them at another token budget."""
-    total_mib = 81089  # what torch.cuda.mem_get_info reports for the 80 GB H100
-    plan = vp.plan(QWEN05, total_mib, gpu_memory_utilization=0.15, max_num_batched_tokens=8192,
+    # nvidia-smi memory.total; CUDA saw 81079 MiB (480 reserved, estimated 640)
+    plan = vp.plan(QWEN05, 81559, gpu_memory_utilization=0.15, max_num_batched_tokens=8192,
                    max_num_seqs_cap=1024)
     assert plan["weight_gib"] == pytest.approx(0.93, abs=0.02)
     assert plan["kv_cache_tokens"] == pytest.approx(906992, rel=0.03)
@@ -72,7 +72,7 @@ def test_non_kv_memory_matches_vllms_first_start(model, card, vllm_weights, vllm
     _cfg, _dtype, quant, _src = gen_models.MODELS[model]
     shape = vp.shape_from_hf_config(gen_models.hf_config(model), gen_models.checkpoint_bytes(model))
     plan = vp.plan(shape, cards[card], dtype="float16" if quant else "auto",
-                   quantization="awq_marlin" if quant else None)
+                   quantization="awq_marlin" if quant else None, cuda_reserved_mib=0)
     # AWQ loads 2.6-4.0% above its files; one factor (1.03) covers all three.
     assert plan["weight_bytes"] / GIB == pytest.approx(vllm_weights, abs=0.07)
     non_kv = (plan["weight_bytes"] + plan["activation_bytes"] + plan["non_torch_bytes"]) / GIB
@@ -226,3 +226,19 @@ def test_never_caps_concurrency_where_vllms_defaults_start(model):
         assert plan["kv_cache_tokens"] >= 32 * 512, (vram_mib, plan)
         compared += 1
     assert compared, "no card where vLLM's defaults start: the test compares nothing"
+
+
+def test_the_example_nucs_rtx_3060_starts_its_8b_awq_model():
+    """inventories/example: Llama-3.1-8B AWQ on the NUC's RTX 3060 12 GB. nvidia-smi
+    says 12288 MiB, CUDA (and so vLLM's budget) 11.75 GiB = 12032 MiB. With the
+    non-KV memory vLLM used for this model on the H100 (6.72 GiB, first start),
+    the cache vLLM finds must hold the planned max_model_len, or vLLM refuses to
+    start. Planning on memory.total (cuda_reserved_mib 0) fails this: 30720 > 30688."""
+    shape = vp.shape_from_hf_config(gen_models.hf_config("llama-3.1-8b-awq"),
+                                    gen_models.checkpoint_bytes("llama-3.1-8b-awq"))
+    plan = vp.plan(shape, 12288, dtype="float16", quantization="awq_marlin")
+    found = vp.kv_tokens_for_bytes(plan["gpu_memory_utilization"] * 12032 * 2 ** 20 - 6.72 * GIB,
+                                   plan["kv_bytes_per_token"])
+    assert plan["max_model_len"] <= found
+    assert plan["kv_cache_tokens"] == pytest.approx(found, rel=0.03)
+    assert 200 <= vp.cuda_reserved_estimate_mib(12288) <= 300

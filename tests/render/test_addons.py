@@ -384,8 +384,8 @@ def test_network_policy_lets_the_ingress_controller_reach_the_rendered_ingress_b
             for path in http_rule["http"]["paths"]:
                 backend = path["backend"]["service"]
                 service = services[backend["name"]]
-                pods = [d for d in vllm_deployments(stack) if selects({"matchLabels": service["spec"]["selector"]},
-                                                                       pod_labels(d))]
+                selector = {"matchLabels": service["spec"]["selector"]}
+                pods = [d for d in vllm_deployments(stack) if selects(selector, pod_labels(d))]
                 if not pods:
                     continue  # the gateway's own Ingress
                 assert ingress["spec"]["ingressClassName"] == "traefik"

@@ -162,7 +162,8 @@ def _fmt_tokens(tokens):
 
 
 def _vram_bar(x, y, w, gpu, models):
-    """One bar for the node's card: weights, KV cache, overhead of the running models, free."""
+    """One bar for the node's card: weights, KV cache, overhead of the running models
+    (activations, CUDA context and graphs, the driver's reserve), free."""
     total = float(gpu["vram_mib"]) * (1 << 20)
     parts = {"weights": 0.0, "kv": 0.0, "overhead": 0.0}
     for model in models:
@@ -175,6 +176,10 @@ def _vram_bar(x, y, w, gpu, models):
         parts["kv"] += plan.get("kv_cache_bytes", 0) * share
         parts["overhead"] += (plan.get("activation_bytes", 0) + plan.get("non_torch_bytes", 0)
                               + plan.get("cudagraph_bytes", 0)) * share
+    # The driver's share that CUDA never sees (the planner's cuda_reserved_mib) is
+    # not free either, once a model is planned on the card.
+    parts["overhead"] += max([m["plan"].get("cuda_reserved_mib", 0) for m in models
+                              if m["active"] and m["plan"]] or [0]) * float(1 << 20)
     out = [_rect(x, y, w, 18, COLORS["free"], "#999", 3)]
     cursor = x
     for key in ("weights", "kv", "overhead"):

@@ -557,6 +557,26 @@ def test_topology_in_gaming_mode_frees_the_gpu():
     assert "GPU free in this mode" in svg and "(running)" not in svg
 
 
+def test_topology_counts_the_driver_reserve_as_used():
+    """The NUC's 12 GB card: what is planned plus what is free is the card, and the
+    free part excludes the memory the driver keeps from CUDA."""
+    from ansible_collections.homelab.gpu_stack.plugins.filter.topology import topology, topology_svg
+    group_vars = _yaml("inventories/example/group_vars/all/main.yml")
+    tiers = [dict(t, api_key="x") if t.get("api_key") else t for t in group_vars["gpu_stack_tiers"]]
+    groups = {"k3s_servers": ["minipc"], "k3s_agents": ["nuc"], "gpu_workers": ["nuc"]}
+    nuc = _yaml("inventories/example/host_vars/nuc.yml")
+    data = topology({"nuc": nuc}, groups, tiers, group_vars["gpu_stack_gpu_mode"])
+    plans = [m["plan"] for m in data["nodes"][1]["models"] if m["active"] and m["plan"]]
+    assert plans and all(p["cuda_reserved_mib"] > 0 for p in plans)
+    planned, free = (float(v) for v in re.search(r"([\d.]+) GiB planned, ([\d.]+) GiB free",
+                                                 topology_svg(data)).groups())
+    card = nuc["gpu_stack_gpu"]["vram_mib"] / 1024.0
+    assert planned + free == pytest.approx(card, abs=0.1)
+    keys = ("weight_bytes", "kv_cache_bytes", "activation_bytes", "non_torch_bytes", "cudagraph_bytes")
+    by_plan = sum(p[k] for p in plans for k in keys) / 2 ** 30
+    assert planned == pytest.approx(by_plan + plans[0]["cuda_reserved_mib"] / 1024.0, abs=0.05)
+
+
 # --- docs ----------------------------------------------------------------------------
 
 def test_docs_name_only_real_gpu_addons_variables_and_filters():

@@ -24,6 +24,7 @@ author:
   - homelab.gpu_stack maintainers (@homelab)
 extends_documentation_fragment:
   - homelab.gpu_stack.k8s_auth
+  - ansible.builtin.action_common_attributes
 options:
   nodes:
     description:
@@ -50,11 +51,11 @@ options:
     default: 5
 attributes:
   check_mode:
-    description: Can run in check mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
+  platform:
+    platforms: posix
 notes:
   - Only the allocatable figure counts, since the scheduler places pods by it; capacity is reported beside it.
 """

@@ -36,13 +36,15 @@ options:
     description: File mode of the written files (use C(0600) for Secrets).
     type: str
     default: "0644"
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
-    description: Can run in check mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
+  platform:
+    platforms: posix
 """
 
 EXAMPLES = r"""

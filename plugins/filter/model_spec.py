@@ -31,7 +31,7 @@ from ansible.errors import AnsibleFilterError
 
 from ansible_collections.homelab.gpu_stack.plugins.module_utils.inventory import check_inventory
 from ansible_collections.homelab.gpu_stack.plugins.module_utils.model_spec import (
-    SpecError, collect_models, normalize_tiers, public, route_models, tier_chain)
+    SpecError, collect_models, normalize_gpu, normalize_tiers, public, route_models, tier_chain)
 
 
 def _wrap(func, *args):
@@ -43,6 +43,15 @@ def _wrap(func, *args):
 
 def model_specs(hostvars, hosts):
     return [public(m) for m in _wrap(collect_models, hostvars, hosts)]
+
+
+def gpu_specs(gpus):
+    """{host: gpu_stack_gpu} with each card normalised (count defaults to 1); fails naming the host.
+
+    A host without a card stays None: the planner refuses its models with its own message.
+    """
+    return _wrap(lambda: dict((host, None if gpu is None else normalize_gpu(gpu, host))
+                              for host, gpu in (gpus or {}).items()))
 
 
 def tier_specs(tiers):
@@ -72,6 +81,7 @@ class FilterModule(object):
     def filters(self):
         return {
             "model_specs": model_specs,
+            "gpu_specs": gpu_specs,
             "tier_specs": tier_specs,
             "model_routes": model_routes,
             "inventory_check": inventory_check,

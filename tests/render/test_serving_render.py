@@ -12,13 +12,14 @@ vLLM's own parser).
 """
 
 import copy
+import shutil
 import json
 import stat
 
 import kubernetes_validate
 import pytest
 
-from serving_checks import (inventory_models, k8s_version, load_objects, render, semantic_errors,
+from serving_checks import (ROOT, inventory_models, k8s_version, load_objects, render, semantic_errors,
                             validate_all)
 
 from ansible_collections.homelab.gpu_stack.plugins.filter.vllm import vllm_args, vram_plan
@@ -146,3 +147,19 @@ def test_each_check_fires(rendered, how):
     broken = _break(rendered["objects"], model, how)
     errors = semantic_errors(broken, rendered["models"], rendered["gpus"], rendered["active"])
     assert errors and all(e.startswith(model["name"] + ":") for e in errors), errors
+
+
+def test_a_card_without_count_still_serves_its_models(tmp_path):
+    """gpu_stack_gpu.count defaults to 1 (the spec says so): leaving it out once
+    rendered no vLLM object at all, and render.yml still exited 0."""
+    inv = tmp_path / "inv"
+    shutil.copytree(ROOT / "inventories/example", inv)
+    host_vars = inv / "host_vars" / "nuc.yml"
+    text = host_vars.read_text()
+    assert "  count: 1\n" in text
+    host_vars.write_text(text.replace("  count: 1\n", ""))
+    code, output = render(str(inv), tmp_path / "out")
+    assert code == 0, output[-3000:]
+    deployments = [n for n, o in load_objects(tmp_path / "out").items()
+                   if o["kind"] == "Deployment" and o["metadata"]["labels"].get("app.kubernetes.io/name") == "vllm"]
+    assert sorted(deployments) == ["deployment-llama-8b.yaml", "deployment-r1-distill-7b.yaml"]

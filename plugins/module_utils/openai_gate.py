@@ -61,23 +61,59 @@ def describe(exc):
     return "%s: %s" % (name, text) if text else name
 
 
-def urls_get(url, headers, timeout):
-    """Default health probe: GET with Ansible's own HTTP client; (status, body start)."""
-    from ansible.module_utils.six.moves.urllib.error import HTTPError
-    from ansible.module_utils.urls import open_url
-
+def http_library():
+    """The HTTP library the installed openai client is built on (httpx2, or httpx before it)."""
     try:
-        response = open_url(url, headers=headers, timeout=timeout, method="GET")
-        return response.getcode(), response.read(200).decode("utf-8", "replace")
-    except HTTPError as exc:
-        return exc.code, exc.read(200).decode("utf-8", "replace") if exc.fp else ""
+        import httpx2 as httpx
+    except ImportError:
+        import httpx
+    return httpx
 
 
-def openai_client_factory(base_url, api_key, timeout):
-    from openai import OpenAI
+def http_client(ca_path=None, ca_data=None, connect_address=None):
+    """One HTTP client for every step, as the openai client takes it.
 
-    # max_retries=0: the gate does its own polling and must see every error.
-    return OpenAI(base_url=base_url, api_key=api_key or "none", timeout=timeout, max_retries=0)
+    ``ca_path``/``ca_data``: trust only this CA (the collection's own), never
+    the controller's store. ``connect_address``: open connections to this
+    address whatever the URL's host resolves to, keeping the host for the
+    Host header, SNI and the certificate check (curl's --resolve), so the
+    gate reaches an Ingress by name without DNS or /etc/hosts.
+    """
+    import ssl
+
+    import openai
+
+    httpx = http_library()
+    verify = True
+    if ca_path or ca_data:
+        verify = ssl.create_default_context(cafile=ca_path or None, cadata=ca_data or None)
+
+    class Transport(httpx.HTTPTransport):
+        def handle_request(self, request):
+            if connect_address:
+                request.extensions = dict(request.extensions, sni_hostname=request.url.host)
+                request.url = request.url.copy_with(host=connect_address)
+            return super(Transport, self).handle_request(request)
+
+    return openai.DefaultHttpxClient(transport=Transport(verify=verify))
+
+
+def client_get(client):
+    """The health probe over ``client``: GET returning (status, body start)."""
+    def get(url, headers, timeout):
+        response = client.get(url, headers=headers, timeout=timeout)
+        return response.status_code, response.text[:200]
+    return get
+
+
+def openai_client_factory(client=None):
+    def factory(base_url, api_key, timeout):
+        from openai import OpenAI
+
+        # max_retries=0: the gate does its own polling and must see every error.
+        return OpenAI(base_url=base_url, api_key=api_key or "none", timeout=timeout, max_retries=0,
+                      http_client=client)
+    return factory
 
 
 class Gate(object):
@@ -101,8 +137,12 @@ class Gate(object):
         self.request_timeout = float(request_timeout)
         self.prompt = prompt
         self.max_tokens = max_tokens
-        self.http_get = http_get or urls_get
-        self.client_factory = client_factory or openai_client_factory
+        if http_get is None or client_factory is None:
+            client = http_client()
+            http_get = http_get or client_get(client)
+            client_factory = client_factory or openai_client_factory(client)
+        self.http_get = http_get
+        self.client_factory = client_factory
         self.clock = clock or time.monotonic
         self.sleep = sleep or time.sleep
 

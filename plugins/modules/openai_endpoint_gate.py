@@ -75,6 +75,20 @@ options:
     description: Token cap of the smoke completion.
     type: int
     default: 8
+  ca_path:
+    description:
+      - PEM file of the CA to trust for an C(https) I(base_url), instead of the controller's
+        trust store (the CA the collection made for its Ingresses).
+    type: path
+  ca_data:
+    description: The same as I(ca_path), as PEM text (read from the Ingress's TLS Secret C(ca.crt)).
+    type: str
+  connect_address:
+    description:
+      - Connect to this address (IP or name) for I(base_url)'s host, keeping the host name for the
+        C(Host) header, SNI and the certificate check, as C(curl --resolve) does.
+      - Lets the gate reach an Ingress host that no DNS of the controller knows yet.
+    type: str
   probe_in_check_mode:
     description:
       - In check mode nothing was deployed, so by default the endpoint is not probed and
@@ -115,6 +129,16 @@ EXAMPLES = r"""
   delegate_to: localhost
   no_log: false
   register: gateway_gate
+
+- name: Gate on the gateway's Ingress by name before any DNS knows it, trusting only the collection's CA
+  homelab.gpu_stack.openai_endpoint_gate:
+    base_url: "https://llm.gpu-stack.home.arpa/v1"
+    api_key: "{{ litellm_master_key }}"
+    names: [tiny-chat]
+    health_path: /health/liveliness
+    connect_address: 192.168.1.10
+    ca_path: ~/.local/share/homelab-gpu-stack/tls/ca.crt
+  delegate_to: localhost
 
 - name: Show which backend answered the forced fallback
   ansible.builtin.debug:
@@ -178,7 +202,8 @@ last_error:
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible_collections.homelab.gpu_stack.plugins.module_utils.openai_gate import Gate, GateError
+from ansible_collections.homelab.gpu_stack.plugins.module_utils.openai_gate import (
+    Gate, GateError, client_get, http_client, openai_client_factory)
 
 try:
     import openai  # noqa: F401 pylint: disable=unused-import
@@ -202,8 +227,12 @@ def main():
         "prompt": {"type": "str", "default": "Say hello."},
         "max_tokens": {"type": "int", "default": 8, "no_log": False},
         "probe_in_check_mode": {"type": "bool", "default": False},
+        "ca_path": {"type": "path"},
+        "ca_data": {"type": "str"},
+        "connect_address": {"type": "str"},
     }
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
+                           mutually_exclusive=[("ca_path", "ca_data")])
     params = module.params
     if not HAS_OPENAI:
         module.fail_json(msg=missing_required_lib("openai"), exception=OPENAI_IMPORT_ERROR)
@@ -212,11 +241,16 @@ def main():
                          attempts=0, elapsed_s=0.0, last_error=None,
                          msg="check mode: endpoint not probed")
     try:
+        client = http_client(params["ca_path"], params["ca_data"], params["connect_address"])
+    except (IOError, OSError, ValueError) as exc:
+        module.fail_json(msg="ca_path/ca_data: cannot load the CA: %s" % exc)
+    try:
         gate = Gate(params["base_url"], params["names"], api_key=params["api_key"],
                     deadline=params["deadline"], poll_interval=params["poll_interval"],
                     health_path=params["health_path"], force_fallback=params["force_fallback"],
                     request_timeout=params["request_timeout"], prompt=params["prompt"],
-                    max_tokens=params["max_tokens"])
+                    max_tokens=params["max_tokens"], http_get=client_get(client),
+                    client_factory=openai_client_factory(client))
     except ValueError as exc:
         module.fail_json(msg=str(exc))
     try:

@@ -594,3 +594,13 @@ def test_docs_name_only_real_gpu_addons_variables_and_filters():
             assert name in known, "%s names %s, which gpu_addons does not have" % (path, name)
         for name in set(re.findall(r"homelab\.gpu_stack\.(mode_\w+|topology\w*)", text)):
             assert name in filters, "%s names filter %s" % (path, name)
+
+
+def test_the_stack_namespace_comes_before_what_lives_in_it(local, crypto):
+    """The API refuses a namespaced object until its Namespace exists; nothing else makes `llm`."""
+    for result in (local, crypto):
+        objects = result["objects"]
+        kinds = [o["kind"] for o in objects]
+        assert kinds[0] == "Namespace" and objects[0]["metadata"]["name"] == "llm"
+        assert objects[0]["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "homelab.gpu_stack"
+        assert all(o["metadata"].get("namespace") in (None, "llm", "kube-system", "cert-manager") for o in objects)

@@ -1,0 +1,82 @@
+# kube_api_double: a TEST DOUBLE of kube-apiserver (with the few pieces of
+# kube-controller-manager and kube-scheduler listed below). It is not
+# Kubernetes. It exists because no real API server can be had on the test
+# machines, and it stands behind the k3s double on the server node so that
+# kubernetes.core and the `kubernetes` Python client talk to something that
+# answers as a real server does. Written here rather than taken from PyPI:
+# kmock 0.8 (aiohttp) has no server-side apply, no managedFields and no
+# schema validation. Run: python -m kube_api_double serve ... (see __main__).
+#
+# What it imitates:
+#   * HTTPS with a CA, serving cert (--tls-san + 127.0.0.1, localhost,
+#     kubernetes.default.svc...) and admin client cert (CN system:admin,
+#     O system:masters) made once under DATA/tls and kept; a k3s.yaml-shaped
+#     kubeconfig (0600). Auth: a client cert signed by the CA, or Basic
+#     node:<token> (k3s agents), or Bearer <ServiceAccount token Secret>;
+#     else 401 Status. GET /cacerts (no auth) gives the CA, as k3s does.
+#   * Discovery (/api, /api/v1, /apis, /apis/G/V, legacy form only: the
+#     Python client never asks for aggregated discovery), /version, /healthz.
+#   * get/list/watch/create/update/patch/delete/deletecollection on the
+#     resources in schema.BUILTIN, helm.cattle.io/v1 HelmChart and any CRD
+#     given by --crd-schema or created through the API.
+#   * Strict validation of every object written through the API against the
+#     pinned version's schema (kubernetes_validate *-local-strict; unknown
+#     fields rejected whatever fieldValidation says), names (RFC 1123/1035
+#     with the real messages), and the immutability rules in
+#     schema.semantic_errors: workload selectors, Service clusterIP, immutable
+#     Secrets/ConfigMaps, PVC spec (storage may grow), Job template, Pod spec,
+#     metadata name/namespace/uid.
+#   * Defaulting that clients read back (schema.apply_defaults), the same on
+#     every write, so re-applying the same config is a no-op.
+#   * Patches: JSON merge, JSON patch, strategic merge (merge keys for
+#     containers/env/ports/volumes/volumeMounts/conditions/..., `$patch:
+#     delete|replace`; tolerations and other lists without a merge key are
+#     replaced, as the real schema says; `$retainKeys` ignored), and
+#     server-side apply with managedFields (fieldsV1) per manager: removal of
+#     fields a manager stops applying, 409 conflicts in the real message
+#     shape unless force, and a no-op apply that changes nothing (no new
+#     resourceVersion, generation or managedFields time). dryRun=All.
+#   * resourceVersion (one counter), uid, generation (spec changes only),
+#     creationTimestamp; 409 on a stale resourceVersion; namespaced objects
+#     need their Namespace; the four default namespaces; state in
+#     DATA/state.json after every mutation, so a restart keeps everything.
+#   * Watch (?watch=true|1, resourceVersion, timeoutSeconds, label/field
+#     selectors): ADDED/MODIFIED/DELETED lines; 410 Expired if too old.
+#   * Subresources: status (main-resource writes keep status, status writes
+#     change only status), scale (autoscaling/v1, deployments/replicasets/
+#     statefulsets), pods/eviction honouring PodDisruptionBudgets (429 with
+#     the real message and DisruptionBudget cause).
+#   * Controllers, one loop every 0.2 s: Deployment -> ReplicaSet (one per
+#     template hash, named <deploy>-<hash10>) -> Pods (<rs>-<rand5>, owner
+#     references), Recreate and RollingUpdate (maxSurge/maxUnavailable,
+#     readiness, minReadySeconds), Deployment/ReplicaSet status and
+#     conditions with the real reasons; a scheduler (Ready, unschedulable,
+#     nodeSelector, required node affinity, taints/tolerations, requests vs
+#     allocatable incl. extended resources, "0/N nodes are available: ..."
+#     messages); RuntimeClass admission (missing class -> 403, scheduling
+#     merged into the pod) and default not-ready/unreachable tolerations;
+#     node lifecycle (Ready=Unknown after --node-grace-s without heartbeat,
+#     with the unreachable/not-ready taints); PDB status; Namespace deletion;
+#     garbage collection by ownerReferences (background; Orphan honoured;
+#     Foreground treated as background); Endpoints for Services with a
+#     selector; the ServiceAccount token controller for token Secrets.
+#   * POST /v1-k3s-double/nodes/<name> (DOUBLE-ONLY, Basic node:<token>):
+#     what a k3s agent's kubelet does: registers the Node (labels and
+#     taints only at creation) and posts its status heartbeat.
+#
+# What it cannot show: a real admission chain, webhooks, RBAC (every
+# authenticated caller is allowed everything), real scheduling (no scoring,
+# preemption, pod affinity or topology spread), CNI, kube-proxy or DNS, etcd,
+# API priority and fairness, aggregated discovery, protobuf/CBOR, Table
+# output, OpenAPI documents, full SSA semantics for every list type (list
+# types are known by field name, not from the schema; atomic maps are merged),
+# managedFields of controller writes, CRD conversion, validation rules (CEL),
+# pruning of unknown CR fields (they are rejected instead), StatefulSet,
+# DaemonSet, Job and CronJob controllers (those objects are only stored),
+# NoExecute eviction, pod GC, and containers: it never runs a pod. Pods stay
+# Pending (PodScheduled True) until a kubelet double sets their status via
+# pods/status, and a terminating pod goes only when that kubelet deletes it
+# with gracePeriodSeconds=0 (never while its node is not Ready). The
+# --fake-kubelet flag, used ONLY by this double's own tests
+# (tests/unit/test_kube_api_double.py), marks bound pods Running/Ready and
+# finishes their deletions instead; the k3s double must not pass it.

@@ -39,8 +39,8 @@ def _free_port():
 
 
 class Double:
-    def __init__(self, tmp):
-        self.tmp = tmp
+    def __init__(self, tmp, grace=3600):
+        self.tmp, self.grace = tmp, grace
         self.port = _free_port()
         self.url = "https://127.0.0.1:%d" % self.port
         self.data = tmp / "data"
@@ -54,7 +54,7 @@ class Double:
             crd.write_text(json.dumps(_certificate_crd()))
         cmd = [sys.executable, "-m", "kube_api_double", "serve", "--data-dir", str(self.data), "--listen", "127.0.0.1:%d" % self.port,
                "--tls-san", "server.example", "--token-file", str(self.tmp / "token"), "--kubeconfig-out", str(self.kubeconfig),
-               "--kubeconfig-server", self.url, "--node-grace-s", "3600", "--fake-kubelet", "--crd-schema", str(crd)]
+               "--kubeconfig-server", self.url, "--node-grace-s", str(self.grace), "--fake-kubelet", "--crd-schema", str(crd)]
         self.log = open(self.tmp / "double.log", "a")
         env = dict(os.environ, PYTHONPATH=str(DOUBLES))
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
@@ -405,3 +405,24 @@ def test_restart_keeps_state(kad, dyn):
     assert got.metadata.uid == cm.metadata.uid and got.metadata.resourceVersion == cm.metadata.resourceVersion
     again = ssa(dyn2, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "persist", "namespace": NS}, "data": {"x": "2"}})
     assert int(again.metadata.resourceVersion) > int(cm.metadata.resourceVersion)
+
+
+def test_node_goes_unknown_without_heartbeat(tmp_path):
+    d = Double(tmp_path, grace=1)
+    d.start()
+    try:
+        node = d.register("quiet", taints=[{"key": "gpu", "value": "true", "effect": "NoSchedule"}])
+        assert node["spec"]["taints"] == [{"key": "gpu", "value": "true", "effect": "NoSchedule"}]
+
+        def node_state():
+            n = json.loads(d.raw("GET", "/api/v1/nodes/quiet", auth=basic(TOKEN))[1])
+            return {c["type"]: (c["status"], c["reason"], c["message"]) for c in n["status"]["conditions"]}["Ready"], n["spec"]
+        ready, spec = wait_for(lambda: (lambda r: r if r[0][0] == "Unknown" else None)(node_state()), what="Ready=Unknown")
+        assert ready == ("Unknown", "NodeStatusUnknown", "Kubelet stopped posting node status.")
+        assert {t["key"] for t in spec["taints"]} == {"gpu", "node.kubernetes.io/unreachable"}
+        d.register("quiet", taints=[{"key": "other", "effect": "NoSchedule"}])   # taints only at registration
+        # The node lifecycle loop lifts the unreachable taints on its next pass.
+        ready, spec = wait_for(lambda: (lambda r: r if len(r[1]["taints"]) == 1 else None)(node_state()), what="taints lifted")
+        assert ready[0] == "True" and spec["taints"] == [{"key": "gpu", "value": "true", "effect": "NoSchedule"}]
+    finally:
+        d.stop()

@@ -260,6 +260,20 @@ def test_unknown_field_rejected(kad, dyn):
     assert st["message"].startswith('Deployment.apps "strict" is invalid: spec.foo: strict decoding error: unknown field "spec.foo"')
 
 
+def test_helmchart_custom_resource_is_validated(dyn):
+    """k3s serves helm.cattle.io/v1 HelmChart from start; the CRD schema must resolve ObjectMeta."""
+    charts = dyn.resources.get(api_version="helm.cattle.io/v1", kind="HelmChart")
+    chart = {"apiVersion": "helm.cattle.io/v1", "kind": "HelmChart", "metadata": {"name": "plugin", "namespace": "kube-system"},
+             "spec": {"chart": "nvidia-device-plugin", "repo": "https://nvidia.github.io/k8s-device-plugin", "version": "0.17.1"}}
+    charts.create(body=chart, namespace="kube-system")
+    assert charts.get(name="plugin", namespace="kube-system").spec.version == "0.17.1"
+    chart["metadata"]["name"] = "bad"
+    chart["spec"]["bogus"] = True
+    with pytest.raises(ApiException) as e:
+        charts.create(body=chart, namespace="kube-system")
+    assert e.value.status == 422 and "spec.bogus" in e.value.body
+
+
 def test_immutable_fields(dyn):
     d = deployment("immut")
     ssa(dyn, d)

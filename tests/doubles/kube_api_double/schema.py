@@ -170,6 +170,9 @@ class Validator:
             if rt.crd_schema is not None:
                 schema = crd_json_schema(rt.crd_schema)
                 schema["properties"]["metadata"] = {"$ref": "/api/_definitions.json#/$defs/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"}
+                # The definitions are registered under kubernetes.io's base URI; the
+                # built-in schemas carry an $id there, so the CRD's must too.
+                schema["$id"] = "https://kubernetes.io/api/%s/%s/%s" % (rt.kind.lower(), rt.group, rt.version)
             else:
                 gv = (rt.group.split(".")[0] + "-" if rt.group else "") + rt.version
                 schema = json.loads(self.root.joinpath("%s-%s.json" % (rt.kind.lower(), gv)).read_text())

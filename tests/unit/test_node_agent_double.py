@@ -160,6 +160,12 @@ class Cluster:
     def stop(self):
         for p in reversed(self.procs):
             stop_proc(p)
+        # Whatever an agent that died hard left running: its pidfiles name the process groups.
+        for f in self.shared.glob("agent-*/pids/*.pid"):
+            try:
+                os.killpg(int(f.read_text().split()[0]), signal.SIGKILL)
+            except (ValueError, OSError):
+                pass
 
     # ------------------------------------------------------------------ objects
 

@@ -145,7 +145,7 @@ def run_module(kad, module, args, check=False):
         cmd.append("--check")
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
     try:
-        doc, _ = json.JSONDecoder().raw_decode(proc.stdout[proc.stdout.index("{"):])
+        doc, _end = json.JSONDecoder().raw_decode(proc.stdout[proc.stdout.index("{"):])
     except ValueError:
         pytest.fail("no JSON from ansible:\n%s" % (proc.stdout + proc.stderr)[-4000:])
     return doc["plays"][0]["tasks"][0]["hosts"]["localhost"]
@@ -317,13 +317,13 @@ def test_deployment_wait_and_scale(kad, dyn):
     assert pods[0].metadata.name.startswith("web-%s-" % h) and len(h) == 10
     for n in (0, 2):
         r = run_module(kad, "kubernetes.core.k8s_scale", {"kind": "Deployment", "name": "web", "namespace": NS, "replicas": n,
-                                                           "wait": True, "wait_timeout": 30, "wait_sleep": 1})
+                                                          "wait": True, "wait_timeout": 30, "wait_sleep": 1})
         assert r.get("changed") and not r.get("failed"), r
         assert r["result"]["spec"]["replicas"] == n and r["result"]["status"].get("availableReplicas", 0) == n
     # Rolling update: a new template gets a new ReplicaSet and the old one drains.
     d["spec"]["template"]["spec"]["containers"][0]["image"] = "nginx:1.28"
     r = run_module(kad, "kubernetes.core.k8s", {"definition": d, "apply": True, "server_side_apply": {"field_manager": "ansible",
-                                                                                                       "force_conflicts": True},
+                                                                                                      "force_conflicts": True},
                                                 "wait": True, "wait_timeout": 30, "wait_sleep": 1})
     assert not r.get("failed") and r["result"]["status"]["updatedReplicas"] == 2, r
     wait_for(lambda: {p.spec.containers[0].image for p in k8s_client.CoreV1Api(dyn.client)
@@ -340,10 +340,15 @@ def test_drain_evicts_and_pdb_blocks(kad, dyn):
         return pods[0].spec.node_name if len(pods) == 1 else None
     first = wait_for(node_of, what="drainme running")
     r = run_module(kad, "kubernetes.core.k8s_drain", {"name": first, "state": "drain",
-                                                       "delete_options": {"wait_timeout": 10, "wait_sleep": 1, "ignore_daemonsets": True}})
+                                                      "delete_options": {"wait_timeout": 10, "wait_sleep": 1, "ignore_daemonsets": True}})
     assert r.get("changed") and not r.get("failed"), r
     assert v1.read_node(first).spec.unschedulable is True
-    second = wait_for(lambda: (lambda n: n if n and n != first else None)(node_of()), what="pod rescheduled elsewhere")
+
+    def rescheduled():
+        n = node_of()
+        return n if n and n != first else None
+
+    second = wait_for(rescheduled, what="pod rescheduled elsewhere")
     r = run_module(kad, "kubernetes.core.k8s_drain", {"name": first, "state": "uncordon"})
     assert r.get("changed") and not v1.read_node(first).spec.unschedulable
     ssa(dyn, {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "drainme-pdb", "namespace": NS},
@@ -353,7 +358,7 @@ def test_drain_evicts_and_pdb_blocks(kad, dyn):
     st = pdb_rt.get(name="drainme-pdb", namespace=NS).status
     assert (st.desiredHealthy, st.disruptionsAllowed, st.expectedPods) == (1, 0, 1)
     r = run_module(kad, "kubernetes.core.k8s_drain", {"name": second, "state": "drain",
-                                                       "delete_options": {"wait_timeout": 3, "wait_sleep": 1}})
+                                                      "delete_options": {"wait_timeout": 3, "wait_sleep": 1}})
     assert r.get("failed"), r
     assert "Cannot evict pod as it would violate the pod's disruption budget." in r["msg"], r
     with pytest.raises(ApiException) as e:
@@ -431,12 +436,22 @@ def test_node_goes_unknown_without_heartbeat(tmp_path):
         def node_state():
             n = json.loads(d.raw("GET", "/api/v1/nodes/quiet", auth=basic(TOKEN))[1])
             return {c["type"]: (c["status"], c["reason"], c["message"]) for c in n["status"]["conditions"]}["Ready"], n["spec"]
-        ready, spec = wait_for(lambda: (lambda r: r if r[0][0] == "Unknown" else None)(node_state()), what="Ready=Unknown")
+
+        def ready_unknown():
+            r = node_state()
+            return r if r[0][0] == "Unknown" else None
+
+        ready, spec = wait_for(ready_unknown, what="Ready=Unknown")
         assert ready == ("Unknown", "NodeStatusUnknown", "Kubelet stopped posting node status.")
         assert {t["key"] for t in spec["taints"]} == {"gpu", "node.kubernetes.io/unreachable"}
         d.register("quiet", taints=[{"key": "other", "effect": "NoSchedule"}])   # taints only at registration
         # The node lifecycle loop lifts the unreachable taints on its next pass.
-        ready, spec = wait_for(lambda: (lambda r: r if len(r[1]["taints"]) == 1 else None)(node_state()), what="taints lifted")
+
+        def taints_lifted():
+            r = node_state()
+            return r if len(r[1]["taints"]) == 1 else None
+
+        ready, spec = wait_for(taints_lifted, what="taints lifted")
         assert ready[0] == "True" and spec["taints"] == [{"key": "gpu", "value": "true", "effect": "NoSchedule"}]
     finally:
         d.stop()

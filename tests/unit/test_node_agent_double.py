@@ -262,7 +262,7 @@ def run_module(kubeconfig, module, args):
     cmd = [str(Path(sys.executable).with_name("ansible")), "localhost", "-m", module, "-a", json.dumps(dict(args, kubeconfig=str(kubeconfig))),
            "-e", "ansible_python_interpreter=%s" % sys.executable]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
-    doc, _ = json.JSONDecoder().raw_decode(proc.stdout[proc.stdout.index("{"):])
+    doc, _end = json.JSONDecoder().raw_decode(proc.stdout[proc.stdout.index("{"):])
     return doc["plays"][0]["tasks"][0]["hosts"]["localhost"]
 
 
@@ -278,9 +278,9 @@ def test_deployment_rolls_out_as_uid_1000_with_env_volumes_and_probes(cluster, w
     hostdir.mkdir()
     port = free_port()
     cluster.create("/api/v1/namespaces/%s/configmaps" % ns, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg"},
-                                                            "data": {"config.yaml": "model: tiny\n", "LEVEL": "debug", "other": "x"}})
+                                                             "data": {"config.yaml": "model: tiny\n", "LEVEL": "debug", "other": "x"}})
     cluster.create("/api/v1/namespaces/%s/secrets" % ns, {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "keys"},
-                                                         "stringData": {"MASTER_KEY": "sk-123"}})
+                                                          "stringData": {"MASTER_KEY": "sk-123"}})
     etc = out / "etc-app"
     sec = out / "secret"
     report = out / "report.json"
@@ -390,7 +390,7 @@ def test_runtime_class_needs_the_handler_in_containerd_config(cluster, world):
     cluster.agent(gpu, cluster.node(gpu, runtimes=NVIDIA_CONTAINERD))
     for node in (plain, gpu):
         cluster.create("/api/v1/namespaces/%s/pods" % ns, pod_body(node, ["--port", str(free_port())], node=node,
-                                                                    runtimeClassName="nvidia", restartPolicy="Always"))
+                                                                   runtimeClassName="nvidia", restartPolicy="Always"))
     wait_for(lambda: phase(cluster, ns, gpu) == "Running", what="the pod on the node with the nvidia runtime Running")
     msgs = wait_for(lambda: [e["message"] for e in cluster.events(ns) if e["reason"] == "FailedCreatePodSandBox"
                              and e["involvedObject"]["name"] == plain], what="FailedCreatePodSandBox")
@@ -409,7 +409,7 @@ def test_gpu_limit_beyond_allocatable_is_refused_by_admission(cluster, world):
     for node in (none, one):
         # Bound by nodeName, past the scheduler, as a pod that reaches the kubelet anyway.
         cluster.create("/api/v1/namespaces/%s/pods" % ns, pod_body(node, ["--port", str(free_port())], node=node, container=gpu,
-                                                                    restartPolicy="Always"))
+                                                                   restartPolicy="Always"))
     wait_for(lambda: phase(cluster, ns, none) == "Failed", what="admission failure")
     st = cluster.pod(ns, none)["status"]
     assert st["reason"] == "UnexpectedAdmissionError" and "Requested: 1, Available: 0" in st["message"]
@@ -424,7 +424,7 @@ def test_liveness_failure_restarts_the_container(cluster, world):
     port = free_port()
     probe = {"httpGet": {"path": "/alive", "port": port}, "periodSeconds": 1, "failureThreshold": 2}
     cluster.create("/api/v1/namespaces/%s/pods" % ns, pod_body("live", ["--port", str(port), "--alive", str(alive)], node=name,
-                                                                restartPolicy="Always", container={"livenessProbe": probe}))
+                                                               restartPolicy="Always", container={"livenessProbe": probe}))
     wait_for(lambda: phase(cluster, ns, "live") == "Running" and alive.exists(), what="Running")
     first_id = cstatus(cluster, ns, "live")["containerID"]
     alive.unlink()
@@ -444,7 +444,7 @@ def test_deletion_stops_the_process_and_the_pod_goes(cluster, world):
     for pod in ("doomed", "survivor"):
         reports[pod] = out / (pod + ".json")
         cluster.create("/api/v1/namespaces/%s/pods" % ns, pod_body(pod, ["--port", str(free_port()), "--report", str(reports[pod])],
-                                                                    node=name, restartPolicy="Always"))
+                                                                   node=name, restartPolicy="Always"))
     pids = {p: wait_for(lambda p=p: r.exists() and json.loads(r.read_text())["pid"], what=p + " started") for p, r in reports.items()}
     assert all(pid_alive(p) for p in pids.values())
     cluster.client.request("DELETE", "/api/v1/namespaces/%s/pods/doomed" % ns)
@@ -464,10 +464,10 @@ def test_refusals_port_clash_hostpath_type_and_foreign_node_path(cluster, world)
     port = free_port()
     ports = {"ports": [{"containerPort": port}]}
     cluster.create("/api/v1/namespaces/%s/pods" % ns, pod_body("first", ["--port", str(port)], node=name, container=ports,
-                                                                restartPolicy="Always"))
+                                                               restartPolicy="Always"))
     wait_for(lambda: phase(cluster, ns, "first") == "Running", what="first Running")
     cluster.create("/api/v1/namespaces/%s/pods" % ns, pod_body("second", ["--port", str(port)], node=name, container=ports,
-                                                                restartPolicy="Always"))
+                                                               restartPolicy="Always"))
     w = wait_for(lambda: cstatus(cluster, ns, "second").get("state", {}).get("waiting", {}).get("reason") == "CreateContainerError"
                  and cstatus(cluster, ns, "second")["state"]["waiting"], what="port clash refused")
     assert "port %d/TCP is already used by pod %s/first" % (port, ns) in w["message"]

@@ -46,7 +46,7 @@ def parse_args(argv):
 def main(argv=None):
     a = parse_args(sys.argv[1:] if argv is None else argv)
     os.makedirs(a.data_dir, exist_ok=True)
-    host, _, port = a.listen.rpartition(":")
+    host, _sep, port = a.listen.rpartition(":")
     certs = ensure_certs(a.data_dir, a.tls_san)
     write_kubeconfig(a.kubeconfig_out, certs, a.kubeconfig_server)
     token = Path(a.token_file).read_text().strip() if os.path.exists(a.token_file) else ""

@@ -80,7 +80,7 @@ def template_hash(template):
     alphabet = "bcdfghjklmnpqrstvwxz2456789"
     n = int.from_bytes(h[:8], "big")
     out = ""
-    for _ in range(10):
+    for _i in range(10):
         n, r = divmod(n, len(alphabet))
         out += alphabet[r]
     return out
@@ -204,7 +204,7 @@ class Controllers:
                           "beta.kubernetes.io/os": "linux", "beta.kubernetes.io/arch": "amd64"}
                 labels.update(info.get("labels") or {})
                 body = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": labels,
-                                                                           "annotations": {"k3s.io/hostname": name}},
+                                                                         "annotations": {"k3s.io/hostname": name}},
                         "spec": {"podCIDR": "10.42.%d.0/24" % (len(self._all("Node")) % 250),
                                  "podCIDRs": ["10.42.%d.0/24" % (len(self._all("Node")) % 250)],
                                  "providerID": "k3s://" + name}}
@@ -452,7 +452,7 @@ class Controllers:
             want = rs["spec"].get("replicas", 1)
             if len(pods) < want:
                 tpl = copy.deepcopy(rs["spec"]["template"])
-                for _ in range(want - len(pods)):
+                for _i in range(want - len(pods)):
                     md = copy.deepcopy(tpl.get("metadata") or {})
                     md.pop("creationTimestamp", None)
                     md["generateName"] = rs["metadata"]["name"] + "-"
@@ -467,7 +467,7 @@ class Controllers:
             pods = self._pods_of(rs)
             status = {"replicas": len(pods), "observedGeneration": rs["metadata"].get("generation", 1)}
             labeled = sum(1 for p in pods if all(p["metadata"].get("labels", {}).get(k) == v
-                                                  for k, v in ((rs["spec"].get("template") or {}).get("metadata") or {}).get("labels", {}).items()))
+                                                 for k, v in ((rs["spec"].get("template") or {}).get("metadata") or {}).get("labels", {}).items()))
             for k, v in (("fullyLabeledReplicas", labeled), ("readyReplicas", sum(1 for p in pods if pod_ready(p))),
                          ("availableReplicas", self._available(rs))):
                 if v:
@@ -752,7 +752,10 @@ class Controllers:
             if sa is None:
                 continue
             new = copy.deepcopy(s)
-            b = lambda v: base64.b64encode(v.encode()).decode()  # noqa: E731
+
+            def b(v):
+                return base64.b64encode(v.encode()).decode()
+
             new.setdefault("data", {}).update({"token": b(secrets.token_urlsafe(48)), "namespace": b(ns), "ca.crt": b(self.ca_pem)})
             new["metadata"].setdefault("annotations", {})["kubernetes.io/service-account.uid"] = sa["metadata"]["uid"]
             self.store.system_update(self.rt["Secret"], new)
@@ -765,5 +768,5 @@ class Controllers:
                 t = (s.get("data") or {}).get("token")
                 if t and base64.b64decode(t).decode() == token:
                     return "system:serviceaccount:%s:%s" % (s["metadata"]["namespace"],
-                                                           (s["metadata"].get("annotations") or {}).get("kubernetes.io/service-account.name"))
+                                                            (s["metadata"].get("annotations") or {}).get("kubernetes.io/service-account.name"))
         return None

@@ -55,7 +55,7 @@ class Api:
         auth = handler.headers.get("Authorization", "")
         if auth.startswith("Basic "):
             try:
-                user, _, pw = base64.b64decode(auth[6:]).decode().partition(":")
+                user, _sep, pw = base64.b64decode(auth[6:]).decode().partition(":")
             except (ValueError, UnicodeDecodeError):
                 raise Unauthorized()
             if user == "node" and self._token_ok(pw):
@@ -180,11 +180,20 @@ class Handler(BaseHTTPRequestHandler):
             except OSError:
                 pass
 
-    do_GET = lambda self: self._dispatch("GET")          # noqa: E731
-    do_POST = lambda self: self._dispatch("POST")        # noqa: E731
-    do_PUT = lambda self: self._dispatch("PUT")          # noqa: E731
-    do_PATCH = lambda self: self._dispatch("PATCH")      # noqa: E731
-    do_DELETE = lambda self: self._dispatch("DELETE")    # noqa: E731
+    def do_GET(self):
+        return self._dispatch("GET")
+
+    def do_POST(self):
+        return self._dispatch("POST")
+
+    def do_PUT(self):
+        return self._dispatch("PUT")
+
+    def do_PATCH(self):
+        return self._dispatch("PATCH")
+
+    def do_DELETE(self):
+        return self._dispatch("DELETE")
 
     # ---------------------------------------------------------------- routing
 
@@ -314,7 +323,7 @@ class Handler(BaseHTTPRequestHandler):
             with store.lock:
                 if not rv_param or rv_param == "0":
                     last = store.rv
-                    initial = [o for o in store.list(rt, ns, lreq, freq)]
+                    initial = list(store.list(rt, ns, lreq, freq))
                 else:
                     last = int(rv_param)
                     initial = []
@@ -505,6 +514,3 @@ def make_server(host, port, api, certs):
     srv = Server((host, port), handler)
     srv.socket = ctx.wrap_socket(srv.socket, server_side=True, do_handshake_on_connect=False)
     return srv
-
-
-

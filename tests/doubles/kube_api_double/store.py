@@ -30,7 +30,7 @@ def now():
 
 def rand_suffix(n=5):
     # The alphabet Kubernetes' rand.String uses (no vowels, no 0/1/3).
-    return "".join(random.choice("bcdfghjklmnpqrstvwxz2456789") for _ in range(n))
+    return "".join(random.choice("bcdfghjklmnpqrstvwxz2456789") for _i in range(n))
 
 
 class ApiError(Exception):
@@ -111,7 +111,7 @@ class Store:
                 state = json.load(f)
             self.rv = state["rv"]
             for obj in state["objects"]:
-                g, _, p = obj.pop("_resource").partition("|")
+                g, _sep, p = obj.pop("_resource").partition("|")
                 md = obj["metadata"]
                 self.objects[(g, p, md.get("namespace", ""), md["name"])] = obj
             for obj in self.all("apiextensions.k8s.io", "customresourcedefinitions"):
@@ -142,7 +142,7 @@ class Store:
         return self.rtypes.get((group, version, plural))
 
     def rtype_for(self, api_version, kind):
-        group, _, version = api_version.rpartition("/")
+        group, _sep, version = api_version.rpartition("/")
         for rt in self.rtypes.values():
             if rt.group == group and rt.version == version and rt.kind == kind:
                 return rt
@@ -169,7 +169,7 @@ class Store:
 
     def all(self, group, plural, ns=None):
         with self.lock:
-            return [copy.deepcopy(o) for (g, p, n, _), o in sorted(self.objects.items())
+            return [copy.deepcopy(o) for (g, p, n, _name), o in sorted(self.objects.items())
                     if g == group and p == plural and (ns is None or n == ns)]
 
     def list(self, rt, ns, label_reqs=(), field_reqs=()):
@@ -184,7 +184,7 @@ class Store:
     def persist(self):
         with self.lock:
             objs = []
-            for (g, p, _, _), o in sorted(self.objects.items()):
+            for (g, p, _ns, _name), o in sorted(self.objects.items()):
                 o = dict(o)
                 o["_resource"] = g + "|" + p
                 objs.append(o)
@@ -220,10 +220,10 @@ class Store:
                                         "field": "metadata.namespace"}]})
 
     def _allocate_cluster_ip(self):
-        used = {(o.get("spec") or {}).get("clusterIP") for (g, p, _, _), o in self.objects.items() if p == "services" and g == ""}
+        used = {(o.get("spec") or {}).get("clusterIP") for (g, p, _ns, _name), o in self.objects.items() if p == "services" and g == ""}
         hosts = list(SERVICE_CIDR.hosts())
         # .1 is the kubernetes Service and .10 kube-dns in k3s.
-        for _ in range(1000):
+        for _attempt in range(1000):
             ip = str(random.choice(hosts[11:]))
             if ip not in used:
                 return ip
@@ -280,10 +280,10 @@ class Store:
                 omd = old["metadata"]
                 if md.get("name", name) != omd["name"] or (rt.namespaced and md.get("namespace", ns) != omd.get("namespace")):
                     raise invalid(Invalid(rt.kind, rt.group, omd["name"], [("metadata.name", "Invalid value: %s: field is immutable"
-                                                                          % json.dumps(md.get("name")))]))
+                                                                           % json.dumps(md.get("name")))]))
                 if md.get("uid") and md["uid"] != omd["uid"]:
                     raise invalid(Invalid(rt.kind, rt.group, omd["name"], [("metadata.uid", "Invalid value: %s: field is immutable"
-                                                                          % json.dumps(md["uid"]))]))
+                                                                           % json.dumps(md["uid"]))]))
                 for k in ("name", "namespace", "uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"):
                     if k in omd:
                         md[k] = omd[k]
@@ -547,6 +547,3 @@ def qos_class(spec):
             if res not in lm or rq.get(res, lm[res]) != lm[res]:
                 return "Burstable"
     return "Guaranteed"
-
-
-

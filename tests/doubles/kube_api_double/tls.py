@@ -116,7 +116,7 @@ def write_kubeconfig(path, paths, server):
         "clusters": [{"name": "default", "cluster": {"certificate-authority-data": b64("ca.crt"), "server": server}}],
         "contexts": [{"name": "default", "context": {"cluster": "default", "user": "default"}}],
         "users": [{"name": "default", "user": {"client-certificate-data": b64("admin.crt"),
-                                              "client-key-data": b64("admin.key")}}],
+                                               "client-key-data": b64("admin.key")}}],
     }
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     _write(path, yaml.safe_dump(doc, default_flow_style=False).encode(), 0o600)

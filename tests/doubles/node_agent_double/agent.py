@@ -305,7 +305,7 @@ class PodWorker(threading.Thread):
             except (ApiError, OSError) as e:
                 log("status of %s not written: %s" % (self.key, e))
             if not released and (self.problem is not None or (self.runners and all(r.done for r in self.runners.values())
-                                                          and len(self.runners) == len(self.pod["spec"]["containers"]))):
+                                                              and len(self.runners) == len(self.pod["spec"]["containers"]))):
                 # A pod that has ended gives its volumes back, as the kubelet tears them down.
                 self.agent.mounts.release(self.uid)
                 released = True

@@ -43,7 +43,7 @@ class MissingSetting(Exception):
 
 def normalise_ref(ref):
     """Docker's reference normalisation: bare names live on docker.io/library, no tag means :latest."""
-    name, _, digest = ref.partition("@")
+    name, _sep, digest = ref.partition("@")
     first = name.split("/", 1)[0]
     if "/" not in name or ("." not in first and ":" not in first and first != "localhost"):
         name = "docker.io/" + (name if "/" in name else "library/" + name)

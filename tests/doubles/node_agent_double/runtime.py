@@ -358,7 +358,7 @@ class Runner(threading.Thread):
         except OSError as e:
             return False, str(e)
         try:
-            out, _ = p.communicate(timeout=timeout)
+            out, _err = p.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             try:
                 os.killpg(p.pid, signal.SIGKILL)

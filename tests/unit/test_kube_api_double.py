@@ -455,3 +455,21 @@ def test_node_goes_unknown_without_heartbeat(tmp_path):
         assert ready[0] == "True" and spec["taints"] == [{"key": "gpu", "value": "true", "effect": "NoSchedule"}]
     finally:
         d.stop()
+
+
+def test_a_failed_pod_of_a_replicaset_is_replaced(dyn):
+    """A pod its kubelet refused (Failed, e.g. UnexpectedAdmissionError) no longer counts as a replica."""
+    pods = dyn.resources.get(api_version="v1", kind="Pod")
+    ssa(dyn, deployment("replace-failed"))
+
+    def running():
+        items = [p for p in pods.get(namespace=NS, label_selector="app=replace-failed").items if p.status.phase == "Running"]
+        return items[0] if items else None
+    first = wait_for(running, what="a running pod")
+    body = {"status": {"phase": "Failed", "reason": "UnexpectedAdmissionError"}}
+    pods.status.patch(body=body, name=first.metadata.name, namespace=NS, content_type="application/merge-patch+json")
+
+    def replaced():
+        p = running()
+        return p if p and p.metadata.name != first.metadata.name else None
+    wait_for(replaced, what="a replacement pod")

@@ -375,8 +375,11 @@ class Controllers:
         rs["spec"]["replicas"] = n
 
     def _pods_of(self, rs, include_terminating=False):
+        # Like the real controller's FilterActivePods: a Succeeded or Failed pod
+        # (say refused by its kubelet's admission) no longer counts, so it is replaced.
         return [p for p in self._all("Pod", rs["metadata"]["namespace"]) if (controller_of(p) or {}).get("uid") == rs["metadata"]["uid"]
-                and (include_terminating or not terminating(p))]
+                and (include_terminating or not terminating(p))
+                and (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")]
 
     def _available(self, rs):
         mrs = (rs.get("spec") or {}).get("minReadySeconds", 0)

@@ -9,3 +9,7 @@ if not (COLLECTIONS / "ansible_collections" / "homelab" / "gpu_stack").exists():
     raise RuntimeError("run scripts/bootstrap.sh first: it links the checkout into %s" % COLLECTIONS)
 if str(COLLECTIONS) not in sys.path:
     sys.path.insert(0, str(COLLECTIONS))
+
+# tests/support holds helpers shared by the suites (playbook.run_playbook, ...).
+if str(ROOT / "tests" / "support") not in sys.path:
+    sys.path.insert(0, str(ROOT / "tests" / "support"))

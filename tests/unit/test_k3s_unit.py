@@ -8,12 +8,10 @@ containerd config. An agent with Type=exec returned from a restart before
 that, so the NVIDIA runtime gate could read the previous config.toml.
 """
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from playbook import run_playbook
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -35,16 +33,9 @@ PLAYBOOK = """
 
 
 def render_unit(tmp_path, server):
-    play = tmp_path / "render-unit.yml"
     out = tmp_path / ("server" if server else "agent")
-    play.write_text(PLAYBOOK)
-    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
-    proc = subprocess.run([str(Path(sys.executable).with_name("ansible-playbook")), str(play), "-i", "localhost,",
-                           "-e", "out=%s" % out, "-e", "server=%s" % server,
-                           "-e", "template=%s" % (ROOT / "roles/k3s/templates/k3s.service.j2"),
-                           "-e", "ansible_python_interpreter=%s" % sys.executable],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    run_playbook(tmp_path, PLAYBOOK, "localhost,", ["out=%s" % out, "server=%s" % server,
+                                                   "template=%s" % (ROOT / "roles/k3s/templates/k3s.service.j2")])
     return out.read_text()
 
 

@@ -9,12 +9,10 @@ the entry point site.yml and gpu_mode.yml use, then each role's defaults.
 """
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from playbook import run_playbook
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -34,16 +32,8 @@ PLAYBOOK = """
 
 
 def _run(tmp_path, extra):
-    play = tmp_path / "play.yml"
-    play.write_text(PLAYBOOK)
     out = tmp_path / "out.json"
-    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), HOME=str(tmp_path), ANSIBLE_NOCOLOR="1")
-    cmd = [str(Path(sys.executable).with_name("ansible-playbook")), "-i", "inventories/local", str(play),
-           "-e", "out=%s" % out, "-e", "ansible_python_interpreter=%s" % sys.executable]
-    for item in extra:
-        cmd += ["-e", item]
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    run_playbook(tmp_path, PLAYBOOK, "inventories/local", ["out=%s" % out] + extra, env={"HOME": str(tmp_path)})
     return json.loads(out.read_text())["gpu_stack_kubeconfig"]
 
 

@@ -34,8 +34,8 @@ PLAYBOOK = """
 
 def render_unit(tmp_path, server):
     out = tmp_path / ("server" if server else "agent")
-    run_playbook(tmp_path, PLAYBOOK, "localhost,", ["out=%s" % out, "server=%s" % server,
-                                                   "template=%s" % (ROOT / "roles/k3s/templates/k3s.service.j2")])
+    template = ROOT / "roles/k3s/templates/k3s.service.j2"
+    run_playbook(tmp_path, PLAYBOOK, "localhost,", ["out=%s" % out, "server=%s" % server, "template=%s" % template])
     return out.read_text()
 
 

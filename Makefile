@@ -5,7 +5,7 @@ SHELL := /bin/bash
 .PHONY: help bootstrap demo test lint sanity unit molecule image sandbox-down clean clean-cache
 
 help:
-	@echo "make demo      start the sandbox nodes and run playbooks/site.yml against them"
+	@echo "make demo      playbooks/site.yml end to end on three sandbox nodes (GPU_STACK_DEMO_KEEP=1 keeps them)"
 	@echo "make test      the whole suite CI runs (scripts/test.sh; parts: scripts/test.sh --list)"
 	@echo "make lint | sanity | unit | molecule   one group of parts"
 	@echo "make bootstrap install what the others need (idempotent, cached)"
@@ -36,7 +36,7 @@ image:
 	images/build.sh
 
 sandbox-down:
-	scripts/sandbox.sh down
+	scripts/demo.sh down
 
 clean: sandbox-down
 	rm -rf build tests/output .pytest_cache .ruff_cache

@@ -1,32 +1,24 @@
 #!/usr/bin/env bash
-# First converge vs idempotent re-run of the molecule/k3s scenario (three
-# Podman systemd nodes; k3s is tests/doubles/k3s-double, the toolkit repo a
-# double). Prints both wall times, their ratio and the changed count of the
-# re-run. A measurement, not a test: nothing here asserts a time.
+# P3: the first playbooks/site.yml vs its re-run, on the molecule/k3s
+# scenario (its converge is site.yml: three Podman systemd nodes, every stage
+# and gate, the cluster through tests/doubles: k3s, its API, kubelet,
+# kube-proxy and Traefik are doubles; vLLM, LiteLLM and nginx are real).
+# Prints both wall times, their ratio and the changed count of the re-run
+# (every host and the controller). A measurement, not a test: nothing here
+# asserts a time.
 #   benchmarks/molecule_rerun.sh [SCENARIO]      (default k3s)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-. scripts/lib.sh
-export PATH=$PWD/.venv/bin:$PATH
 scenario=${1:-k3s}
-
-GPU_STACK_NODE_IMAGE=$(images/build.sh)
-run_id=bench-$scenario-$(date +%s)-$$
-. scripts/podman-env.sh "$run_id"
-export GPU_STACK_NODE_IMAGE GPU_STACK_RUN_ID=$run_id
-export MOLECULE_EPHEMERAL_DIRECTORY=$GPU_STACK_CACHE/molecule/$run_id
-export MOLECULE_GLOB='molecule/*/molecule.yml'
-export ANSIBLE_FORCE_COLOR=0
+. scripts/molecule-env.sh "bench-$scenario-$(date +%s)-$$"
 logs=$(mktemp -d)
 
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
   molecule destroy -s "$scenario" >"$logs/destroy.log" 2>&1 || true
-  podman ps -aq --filter label=homelab.gpu_stack.run="$run_id" | xargs -r podman rm -f -t 0 >/dev/null 2>&1 || true
-  podman network rm -f "gs-molecule-$run_id" >/dev/null 2>&1 || true
-  gpu_stack_podman_drop "$run_id"
-  rm -rf "$MOLECULE_EPHEMERAL_DIRECTORY" "$logs"
+  molecule_env_cleanup
+  rm -rf "$logs"
   exit "$rc"
 }
 trap cleanup EXIT

@@ -15,6 +15,11 @@ for unit in getty.target console-getty.service getty@tty1.service \
   ln -sfn /dev/null "$root/etc/systemd/system/$unit"
 done
 
+# nginx is there for the ingress double, which runs its own instance with its
+# own config (tests/doubles/ingress_double); the package's service would take
+# ports 80/443 on every node.
+ln -sfn /dev/null "$root/etc/systemd/system/nginx.service"
+
 # Each container gets its own machine id at first boot.
 : > "$root/etc/machine-id"
 rm -f "$root/var/lib/dbus/machine-id"

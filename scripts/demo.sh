@@ -1,60 +1,76 @@
 #!/usr/bin/env bash
-# `make demo` (after bootstrap): start the sandbox nodes of inventories/local
-# and run the main job, playbooks/site.yml, against them; then say what
-# happened and what to try next.
+# `make demo` (after bootstrap): playbooks/site.yml end to end on the three
+# sandbox nodes of inventories/local, the same run CI makes (the molecule/k3s
+# scenario's nodes, prepare and converge), then what to try. The cluster
+# under site.yml is made of test doubles (tests/doubles: k3s, its API,
+# kubelet, kube-proxy, Traefik as nginx, NVIDIA's repository and card); vLLM
+# (CPU build), LiteLLM, llama.cpp and nginx are real.
+#   scripts/demo.sh                 up (or again: a re-run changes nothing)
+#   scripts/demo.sh playbook NAME [ARGS...]
+#                                   run playbooks/NAME against the sandbox
+#   scripts/demo.sh shell NODE      a shell on a node
+#   scripts/demo.sh down            remove the sandbox
+# The sandbox is removed at the end unless GPU_STACK_DEMO_KEEP=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-. scripts/lib.sh
-. scripts/podman-env.sh main
-export PATH=$PWD/.venv/bin:$PATH
+[[ ${1:-} != down ]] || GPU_STACK_NODE_IMAGE=none
+. scripts/molecule-env.sh demo
+scenario=k3s
+inventory=$MOLECULE_EPHEMERAL_DIRECTORY/inventory
+vars=molecule/$scenario/vars.yml
+
+down() {
+  molecule_env_cleanup
+  log "demo: sandbox removed"
+}
+
+case ${1:-up} in
+  down) down; exit 0 ;;
+  playbook) shift; name=$1; shift
+    exec ansible-playbook -i "$inventory" -e @"$vars" "playbooks/$name" "$@" ;;
+  shell) exec podman exec -it "$2" bash ;;
+  up) ;;
+  *) echo "usage: scripts/demo.sh [up | playbook NAME [ARGS...] | shell NODE | down]" >&2; exit 2 ;;
+esac
+
 start=$SECONDS
+[[ -n ${GPU_STACK_DEMO_KEEP:-} ]] || trap down EXIT
+log "demo: sandbox nodes and the doubles on them (molecule create, prepare)"
+molecule create -s "$scenario"
+log "demo: ansible-playbook playbooks/site.yml on the sandbox (molecule converge)"
+molecule converge -s "$scenario"
 
-image=$(images/build.sh)
-scripts/sandbox.sh up >/dev/null
-log "demo: sandbox up ($image)"
+# What the cluster stages apply for the example home cluster, with no cluster:
+# manifests and the topology picture.
+log "demo: ansible-playbook playbooks/render.yml -i inventories/example -> rendered/example"
+ansible-playbook playbooks/render.yml -i inventories/example -e gpu_stack_render_dir="$PWD/rendered/example" \
+  -e ansible_connection=local >/dev/null
 
-log "demo: ansible-playbook playbooks/site.yml -i inventories/local --tags preflight,summary"
-ansible-playbook playbooks/site.yml -i inventories/local --tags preflight,summary "$@"
-
-# What the cluster stages would apply, with no cluster: manifests and the
-# topology picture, for the sandbox and for the example home cluster.
-for inv in local example; do
-  log "demo: ansible-playbook playbooks/render.yml -i inventories/$inv -> rendered/$inv"
-  ansible-playbook playbooks/render.yml -i inventories/$inv -e gpu_stack_render_dir="$PWD/rendered/$inv" \
-    -e ansible_connection=local >/dev/null
-done
-
-# The gateway chain of inventories/local on this machine (vLLM, llama.cpp,
-# LiteLLM, gated); stopped at the end unless GPU_STACK_DEMO_KEEP=1.
-log "demo: the gateway chain (scripts/demo_chain.py)"
-.venv/bin/python scripts/demo_chain.py ${GPU_STACK_DEMO_KEEP:+--keep}
-
+server=$(podman inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' gs-server)
+key=$(sed -n 's/^litellm_master_key: //p' inventories/local/group_vars/all/main.yml)
 cat <<MSG
 
-== gpu_stack demo: done in $((SECONDS - start)) s ==
-What ran:
-  - node image $image (Debian 12 + systemd, built by images/build.sh, cached)
-  - sandbox nodes from inventories/local, as Podman containers:
-$(scripts/sandbox.sh status | sed 's/^/      /')
-  - playbooks/site.yml against them: preflight validated the inventory (models,
-    GPUs, tiers, modes) and checked every node (OS, disk, kernel modules, swap,
-    time sync) before anything changed.
-  - playbooks/render.yml for inventories/local and inventories/example: every
-    Kubernetes object the later stages apply, one file each, plus the
-    topology picture: rendered/<inventory>/ (open rendered/example/topology.png).
-    No k3s or Kubernetes API runs here: those stages need real machines.
-  - the gateway chain (scripts/demo_chain.py): CPU vLLM, llama.cpp cpu tier,
-    a local stand-in for the cloud, LiteLLM from the litellm role's rendered
-    config, gated plain and with a forced fallback (GPU_STACK_DEMO_KEEP=1
-    leaves it running; scripts/demo_chain.py --stop stops it).
-
-Try next:
-  scripts/sandbox.sh shell gs-gpu               # look around a node
-  scripts/sandbox.sh run ansible-playbook playbooks/site.yml -i inventories/local --tags preflight,summary
-                                                # run it again: nothing changes
-  scripts/sandbox.sh run ansible-inventory -i inventories/local --graph
-  edit inventories/local/host_vars/gs-gpu.yml (e.g. a second model with the
-    same served_name) and re-run: preflight stops, naming the variable
-  make test                                     # the suite CI runs
-  scripts/sandbox.sh down                       # remove the sandbox
+== gpu_stack demo: site.yml ran end to end in $((SECONDS - start)) s ==
+Every stage and gate passed on gs-server, gs-gpu and gs-cpu: preflight, the
+NVIDIA toolkit, k3s, the GPU add-ons, the model cache, vLLM (tiny-chat, CPU
+build) and the LiteLLM gateway behind the Ingress, falling back to the cpu tier
+and the cloud stand-in on gs-cpu. Not k3s: the cluster is made of doubles
+(tests/doubles); README.md says what they cannot show.
 MSG
+if [[ -n ${GPU_STACK_DEMO_KEEP:-} ]]; then
+  cat <<MSG
+
+Try next (the sandbox is kept):
+  curl --cacert $MOLECULE_EPHEMERAL_DIRECTORY/tls/ca.crt \\
+    --resolve llm.gpu-stack.home.arpa:443:$server \\
+    https://llm.gpu-stack.home.arpa/v1/chat/completions -H "Authorization: Bearer $key" \\
+    -H 'Content-Type: application/json' -d '{"model": "tiny-chat", "messages": [{"role": "user", "content": "Hi"}]}'
+  scripts/demo.sh playbook gpu_mode.yml -e gpu_stack_gpu_mode=gaming   # GPU off; the curl still answers
+  scripts/demo.sh playbook gpu_mode.yml -e gpu_stack_gpu_mode=ml       # and back
+  scripts/demo.sh                       # site.yml again: nothing changes
+  scripts/demo.sh shell gs-gpu          # look around a node
+  scripts/demo.sh down                  # remove the sandbox
+MSG
+else
+  echo "The sandbox is removed now; GPU_STACK_DEMO_KEEP=1 make demo keeps it, with a curl and a gpu_mode.yml line to try."
+fi

@@ -36,7 +36,7 @@ if str(ROOT / "tests" / "support") not in sys.path:
     sys.path.insert(0, str(ROOT / "tests" / "support"))
 
 # The start/stop helpers live in tests/support/chain.py (shared with the
-# benchmarks and scripts/demo_chain.py); their names stay importable from here.
+# benchmarks); their names stay importable from here.
 import chain  # noqa: E402
 from chain import (  # noqa: E402,F401
     CONVERT as _CONVERT, ProcessManager, free_port, litellm_env, vllm_env)

@@ -3,8 +3,8 @@
 """Start and stop the real serving chain (CPU vLLM, llama.cpp, LiteLLM) on this machine.
 
 One importable module for the e2e fixtures (tests/e2e/conftest.py), the
-benchmarks and the demo (scripts/demo_chain.py), so they all start the servers
-the same way. No pytest here: failures raise ChainError (an AssertionError, so
+benchmarks and the test harness's GGUF conversion (molecule/k3s/prepare.yml),
+so they all start the servers the same way. No pytest here: failures raise ChainError (an AssertionError, so
 pytest reports it as a failed assertion with the server's log tail).
 
 Processes are started in their own session and stopped by PID (SIGTERM to the

@@ -175,6 +175,11 @@ def semantic_errors(objects, models, gpus, active_mode=None, port=8000):
         hf_home = env.get("HF_HOME", {}).get("value", "")
         if not any(hf_home.startswith(path.rstrip("/") + "/") for path in mounts):
             err("%s: HF_HOME %r is not on a mounted volume" % (name, hf_home))
+        # The image defines no user for runAsUser 1000: the name torch's
+        # getpass.getuser() reads must come from the env, not from passwd.
+        if spec.get("securityContext", {}).get("runAsUser", 0) != 0 and not all(env.get(k, {}).get("value") for k in ("USER", "LOGNAME")):
+            err("%s: runs as uid %s but sets no USER/LOGNAME (the image has no passwd entry for it)"
+                % (name, spec["securityContext"]["runAsUser"]))
         # Secrets by reference only.
         for entry in container.get("env", []):
             if SECRET_ENV.search(entry["name"]) and "value" in entry:

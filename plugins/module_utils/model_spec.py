@@ -75,6 +75,21 @@ MODEL_OPTIONS = {
     "shape": {"type": "dict", "options": SHAPE_OPTIONS},
 }
 
+# A cpu tier the collection deploys in the cluster (roles/cpu_tier) instead
+# of one the inventory points at with api_base.
+CPU_SERVERS = ["llama_cpp", "ollama"]
+CPU_SERVER_PROVIDER = {"llama_cpp": "openai_compatible", "ollama": "ollama_chat"}
+CPU_SERVER_PORT = {"llama_cpp": 8080, "ollama": 11434}
+DEPLOY_OPTIONS = {
+    "host": {"type": "str", "required": True},
+    "server": {"type": "str", "default": "llama_cpp", "choices": CPU_SERVERS},
+    "model_file": {"type": "str"},
+    "cache_path": {"type": "str", "default": "/var/lib/gpu-stack/cpu-models"},
+    "size_gib": {"type": "float", "required": True},
+    "context_length": {"type": "int", "default": 2048},
+    "threads": {"type": "int", "default": 0},
+}
+
 TIER_OPTIONS = {
     "name": {"type": "str", "required": True},
     "kind": {"type": "str", "required": True, "choices": TIER_KINDS},
@@ -84,6 +99,7 @@ TIER_OPTIONS = {
     "api_key": {"type": "str", "no_log": True},
     "fallback": {"type": "str"},
     "timeout_s": {"type": "float", "default": 3.0},
+    "deploy": {"type": "dict", "options": DEPLOY_OPTIONS},
 }
 
 GPU_OPTIONS = {
@@ -205,7 +221,7 @@ def normalize_tiers(value):
             raise SpecError("%s.name: %r is defined twice" % (where, tier["name"]))
         providers = TIER_PROVIDERS[tier["kind"]]
         if tier["provider"] is None:
-            tier["provider"] = providers[0]
+            tier["provider"] = CPU_SERVER_PROVIDER[tier["deploy"]["server"]] if tier["deploy"] else providers[0]
         elif tier["provider"] not in providers:
             raise SpecError("%s.provider: %r is not valid for a %s tier (one of %s)"
                             % (where, tier["provider"], tier["kind"], ", ".join(providers)))
@@ -215,9 +231,11 @@ def normalize_tiers(value):
         if tier["kind"] == "cloud" and not tier["api_key"]:
             raise SpecError("%s.api_key: the cloud tier %r has no API key (put it in the vault)"
                             % (where, tier["name"]))
-        if tier["kind"] == "cpu" and not tier["api_base"]:
-            raise SpecError("%s.api_base: the cpu tier %r needs the URL of its server"
-                            % (where, tier["name"]))
+        if tier["deploy"] is not None:
+            _normalize_deploy(tier, where)
+        elif tier["kind"] == "cpu" and not tier["api_base"]:
+            raise SpecError("%s.api_base: the cpu tier %r needs the URL of its server, or deploy: to have "
+                            "the collection run one in the cluster" % (where, tier["name"]))
         if tier["timeout_s"] <= 0:
             raise SpecError("%s.timeout_s: must be positive, got %s" % (where, tier["timeout_s"]))
         tier["_where"] = where
@@ -227,6 +245,43 @@ def normalize_tiers(value):
             raise SpecError("%s.fallback: names tier %r, which does not exist (tiers: %s)"
                             % (tier["_where"], tier["fallback"], ", ".join(tiers)))
     return tiers
+
+
+def _normalize_deploy(tier, where):
+    """A deployed cpu tier: its server, file and sizes checked; its Service named (``service``, ``port``)."""
+    deploy = tier["deploy"]
+    if tier["kind"] != "cpu":
+        raise SpecError("%s.deploy: only a cpu tier is deployed by the collection, %r is a %s tier"
+                        % (where, tier["name"], tier["kind"]))
+    if tier["api_base"]:
+        raise SpecError("%s.api_base: the deployed tier %r is reached at its own Service; leave api_base out"
+                        % (where, tier["name"]))
+    provider = CPU_SERVER_PROVIDER[deploy["server"]]
+    if tier["provider"] != provider:
+        raise SpecError("%s.provider: a %s tier is reached as %r, not %r; leave provider out"
+                        % (where, deploy["server"], provider, tier["provider"]))
+    if not DNS_LABEL.match(tier["name"]) or len(tier["name"]) > 50:
+        raise SpecError("%s.name: %r names the deployed tier's Kubernetes objects: a lowercase DNS label "
+                        "of at most 50 characters" % (where, tier["name"]))
+    if deploy["server"] == "llama_cpp":
+        name = deploy["model_file"] or ""
+        if not name.endswith(".gguf") or "/" in name or name.startswith("."):
+            raise SpecError("%s.deploy.model_file: %r must be the name of a .gguf file in deploy.cache_path "
+                            "(llama.cpp serves GGUF)" % (where, deploy["model_file"]))
+    elif deploy["model_file"]:
+        raise SpecError("%s.deploy.model_file: Ollama pulls model %r itself; leave model_file out"
+                        % (where, tier["model"]))
+    if not deploy["cache_path"].startswith("/"):
+        raise SpecError("%s.deploy.cache_path: %r must be an absolute path on host %s"
+                        % (where, deploy["cache_path"], deploy["host"]))
+    if deploy["size_gib"] <= 0:
+        raise SpecError("%s.deploy.size_gib: must be positive (the model's size on disk and in RAM), got %s"
+                        % (where, deploy["size_gib"]))
+    if deploy["context_length"] < 1 or deploy["threads"] < 0:
+        raise SpecError("%s.deploy: context_length must be at least 1 and threads 0 (all) or more, got %s and %s"
+                        % (where, deploy["context_length"], deploy["threads"]))
+    tier["service"] = "%s-tier" % tier["name"]
+    tier["port"] = CPU_SERVER_PORT[deploy["server"]]
 
 
 def tier_chain(tiers, start):

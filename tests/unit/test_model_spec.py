@@ -62,3 +62,28 @@ def test_check_inventory_returns_the_normalised_view_without_keys():
     assert view["gpus"]["nuc"]["count"] == 1
     assert all("api_key" not in t for t in view["tiers"].values())
     assert all(not k.startswith("_") for m in view["models"] for k in m)
+
+
+def test_a_deployed_cpu_tier_gets_its_service_and_provider():
+    tiers = ms.normalize_tiers([TIERS[0], {"name": "cpu", "kind": "cpu", "model": "tiny", "fallback": "cloud",
+                                           "deploy": {"host": "nas", "model_file": "tiny.gguf", "size_gib": 0.5}},
+                                TIERS[2]])
+    cpu = tiers["cpu"]
+    assert (cpu["service"], cpu["port"], cpu["provider"], cpu["api_base"]) == ("cpu-tier", 8080, "openai_compatible", None)
+    assert cpu["deploy"] == {"host": "nas", "server": "llama_cpp", "model_file": "tiny.gguf", "size_gib": 0.5,
+                             "cache_path": "/var/lib/gpu-stack/cpu-models", "context_length": 2048, "threads": 0}
+    ollama = ms.normalize_tiers([{"name": "cpu", "kind": "cpu", "model": "llama3.2:3b",
+                                  "deploy": {"host": "nas", "server": "ollama", "size_gib": 2}}])["cpu"]
+    assert (ollama["port"], ollama["provider"]) == (11434, "ollama_chat")
+    assert "service" not in ms.normalize_tiers(TIERS)["cpu"]
+
+
+@pytest.mark.parametrize("deploy,message", [
+    ({"host": "nas", "server": "ollama", "model_file": "x.gguf", "size_gib": 2}, r"Ollama pulls model .* leave model_file out"),
+    ({"host": "nas", "model_file": "x.gguf", "size_gib": 0}, r"deploy.size_gib: must be positive"),
+    ({"host": "nas", "model_file": "x.gguf", "size_gib": 1, "cache_path": "models"}, r"deploy.cache_path: 'models' must be an absolute path on host nas"),
+    ({"host": "nas", "model_file": "x.gguf", "size_gib": 1, "threads": -1}, r"threads 0 \(all\) or more"),
+])
+def test_a_deployed_tier_refuses_what_its_server_cannot_run(deploy, message):
+    with pytest.raises(ms.SpecError, match=message):
+        ms.normalize_tiers([{"name": "cpu", "kind": "cpu", "model": "m", "deploy": deploy}])

@@ -133,7 +133,9 @@ class Cluster:
         entry = {"entrypoint": [PY, str(app)], "cmd": ["--exit", "0"], "workingDir": "/srv", "workingDirOnNode": str(shared / "workdir"),
                  "users": {0: {"name": "root", "home": "/root"}}, "env": {"IMAGE_ENV": "from-image"},
                  "path": "/usr/local/bin:/usr/bin:/bin", "programs": {"python3": PY}}
-        self.images.write_text(yaml.safe_dump({"images": [dict(entry, match="example.test/app:*")]}))
+        # An entry naming a program the agent was not given (--set): its containers cannot be configured.
+        unset = dict(entry, match="example.test/needs-a-setting:*", programs={"python3": "${NOT_SET}"})
+        self.images.write_text(yaml.safe_dump({"images": [dict(entry, match="example.test/app:*"), unset]}))
 
     def start(self):
         log = open(self.tmp / "api.log", "a")
@@ -375,6 +377,17 @@ def test_unknown_image_is_err_image_pull_and_pending(cluster, world):
                  and cstatus(cluster, ns, "nope")["state"]["waiting"], what="ErrImagePull")
     assert "registry.example/nope:1" in w["message"]
     assert phase(cluster, ns, "nope") == "Pending"
+
+
+def test_an_image_entry_missing_a_setting_is_create_container_config_error(cluster, world):
+    name, out = world
+    ns = cluster.namespace(name)
+    cluster.agent(name, cluster.node(name))
+    cluster.create("/api/v1/namespaces/%s/pods" % ns, pod_body("unset", [], image="example.test/needs-a-setting:1", node=name))
+    w = wait_for(lambda: cstatus(cluster, ns, "unset").get("state", {}).get("waiting", {}).get("reason") == "CreateContainerConfigError"
+                 and cstatus(cluster, ns, "unset")["state"]["waiting"], what="CreateContainerConfigError")
+    assert "--set NOT_SET=" in w["message"]
+    assert phase(cluster, ns, "unset") == "Pending"
 
 
 def test_runtime_class_needs_the_handler_in_containerd_config(cluster, world):

@@ -20,10 +20,13 @@ from kube_proxy_double.proxy import BEGIN, ServiceProxy, service_address  # noqa
 class Lists(object):
     """Stands in for node_agent_double.api.Client: list calls answer from fixed lists."""
 
-    def __init__(self, services, endpoints):
-        self.services, self.endpoints = services, endpoints
+    def __init__(self, services, endpoints, pods=()):
+        self.services, self.endpoints, self.pods = services, endpoints, list(pods)
 
-    def get(self, path):
+    def get(self, path, query=None):
+        if path.endswith("/pods"):
+            assert query == {"fieldSelector": "spec.nodeName=gs-cpu"}
+            return {"items": self.pods}
         return {"items": self.services if path.endswith("/services") else self.endpoints}
 
 
@@ -173,3 +176,23 @@ def test_the_oldest_ingress_keeps_a_contested_path():
     hosts, _ = routes([ingress("new", "x.test", "b", {"number": 80}, ts="2026-12-03T10:00:00Z"),
                        ingress("old", "x.test", "a", {"number": 80}, ts="2026-12-03T09:00:00Z")], services)
     assert hosts == {"x.test": {"/": service_address("10.43.0.30") + ":80"}}
+
+
+def test_a_service_port_a_local_pod_declares_is_left_to_that_pod(hosts):
+    """Pods share the node's network in the node-agent double: the local pod has the port on every address."""
+    a = backend("a")
+    port = free_port()
+    pod = {"spec": {"containers": [{"ports": [{"containerPort": port}]}]}, "status": {"phase": "Running"}}
+    api = Lists([service("tiny-chat", "10.43.7.10", port)], [endpoints("tiny-chat", [("127.0.0.1", a.server_port)])], [pod])
+    proxy = ServiceProxy(api, str(hosts), node="gs-cpu")
+    try:
+        proxy.sync()
+        assert proxy.listeners == {}
+        assert "127.43.7.10 tiny-chat.llm.svc" in hosts.read_text()
+        # The pod went (Failed): the Service port is the proxy's again.
+        pod["status"]["phase"] = "Failed"
+        proxy.sync()
+        assert get("127.43.7.10", port) == "a"
+    finally:
+        proxy.close()
+        a.shutdown()

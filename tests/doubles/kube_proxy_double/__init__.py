@@ -21,6 +21,12 @@
 #   * A Service without a ready endpoint refuses connections (the listener is
 #     closed), as kube-proxy's REJECT rule makes a client see "connection
 #     refused" at once rather than a hang.
+#   * Pods share their node's network in the node-agent double, so a pod
+#     binds its ports on every address of its node, the Service's loopback
+#     twin included. A Service port that a pod on this node declares is
+#     therefore left to that pod (no listener: the pod could not bind): on
+#     that node the Service address reaches the local pod, ready or not, and
+#     only it. Elsewhere the Service behaves as above.
 #   * Changes follow the API within about a second (it polls; kube-proxy
 #     watches).
 # What it cannot show: clusterIPs, NodePorts, LoadBalancer (servicelb),

@@ -1,7 +1,7 @@
 """TEST DOUBLE of kube-proxy and CoreDNS's Service names (see __init__.py).
 
     python -m kube_proxy_double run --api https://HOST:PORT (--token-file PATH | --kubeconfig PATH)
-        --root DIR [--hosts /etc/hosts] [--poll-s 1]
+        --root DIR [--node NAME] [--hosts /etc/hosts] [--poll-s 1]
 """
 
 import argparse
@@ -24,11 +24,12 @@ def main(argv=None):
     cred.add_argument("--kubeconfig")
     cred.add_argument("--token-file")
     run.add_argument("--root", required=True, help="its TLS material")
+    run.add_argument("--node", help="this node's name: Service ports its pods declare are left to them")
     run.add_argument("--hosts", default="/etc/hosts", help="the hosts file it keeps the Service names in")
     run.add_argument("--poll-s", type=float, default=1.0)
     a = ap.parse_args(argv)
     client = Client(a.api, os.path.join(os.path.abspath(a.root), "tls"), kubeconfig=a.kubeconfig, token_file=a.token_file)
-    proxy = ServiceProxy(client, a.hosts)
+    proxy = ServiceProxy(client, a.hosts, a.node)
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, lambda *_: done.set())

@@ -100,13 +100,33 @@ class Listener(object):
         self.sock.close()
 
 
+def local_pod_ports(pods):
+    """TCP ports the pods on this node declare: they bind them on every address of the node."""
+    ports = set()
+    for pod in pods:
+        if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+            continue
+        for c in (pod.get("spec") or {}).get("containers") or []:
+            for p in c.get("ports") or []:
+                if p.get("protocol", "TCP") == "TCP":
+                    ports.add(p.get("hostPort") or p["containerPort"])
+    return ports
+
+
 class ServiceProxy(object):
-    def __init__(self, client, hosts_path):
-        self.client, self.hosts_path = client, hosts_path
+    def __init__(self, client, hosts_path, node=None):
+        self.client, self.hosts_path, self.node = client, hosts_path, node
         self.listeners = {}   # (address, port) -> Listener
         self.hosts_block = None
+        self.yielded = set()  # Service ports left to a local pod, logged once
 
     def sync(self):
+        # Pods share the node's network here: a Service port a local pod
+        # declares is that pod's on every address, so no listener takes it
+        # (the pod would fail to bind), and the Service address reaches it.
+        local = set()
+        if self.node:
+            local = local_pod_ports(self.client.get("/api/v1/pods", {"fieldSelector": "spec.nodeName=" + self.node})["items"])
         services = self.client.get("/api/v1/services")["items"]
         endpoints = {(e["metadata"]["namespace"], e["metadata"]["name"]): e
                      for e in self.client.get("/api/v1/endpoints")["items"]}
@@ -123,8 +143,14 @@ class ServiceProxy(object):
                 if sp.get("protocol", "TCP") != "TCP":
                     continue
                 backends = ready_backends(ep, sp.get("name"))
-                if backends:
-                    wanted[(address, sp["port"])] = backends
+                key = (address, sp["port"])
+                if sp["port"] in local:
+                    if key not in self.yielded:
+                        log("%s:%d (%s) is left to the pod on this node that declares port %d"
+                            % (address, sp["port"], names(svc)[0], sp["port"]))
+                        self.yielded.add(key)
+                elif backends:
+                    wanted[key] = backends
         for key in [k for k in self.listeners if k not in wanted]:
             self.listeners.pop(key).close()
         for key, backends in wanted.items():

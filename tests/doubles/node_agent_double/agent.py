@@ -10,6 +10,7 @@ import traceback
 
 from . import podspec
 from .api import ApiError
+from .images import MissingSetting
 from .podspec import PodProblem
 from .runtime import Launch, Runner, group_alive, now, proc_start_time
 from .volumes import Mounts
@@ -151,7 +152,7 @@ class PodWorker(threading.Thread):
                 continue
             try:
                 launch = self._launch(c, image, lookup)
-            except podspec.MissingSetting as e:
+            except MissingSetting as e:
                 self._record(podspec.config_error(str(e)), c["name"])
                 continue
             except PodProblem as p:

@@ -133,6 +133,29 @@ def _validate(options, value, where):
     return result.validated_parameters
 
 
+# Folders a model cache must not be in or be (a pod mounts the cache read-write,
+# and the caches stage gives it to the pod's user): the system's own.
+SYSTEM_DIRS = ["/", "/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/root",
+               "/run", "/sbin", "/sys", "/usr", "/var/lib/rancher", "/var/lib/kubelet", "/var/lib/dpkg",
+               "/var/lib/apt", "/var/lib/containerd"]
+# ... and these only as themselves (their subfolders are where caches go).
+SYSTEM_PARENTS = ["/var", "/var/lib", "/home", "/opt", "/srv", "/mnt", "/media", "/tmp"]
+
+
+def check_cache_path(path, where, host):
+    """A cache folder: absolute, normalised, outside the system's folders (docs/architecture.md)."""
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise SpecError("%s: %r must be an absolute path on host %s" % (where, path, host))
+    parts = path.split("/")
+    if path != "/" and (path.endswith("/") or "//" in path or "." in parts or ".." in parts):
+        raise SpecError("%s: %r must be written normalised (no '.', '..', '//' or trailing '/')" % (where, path))
+    bad = path if path in SYSTEM_PARENTS else next(
+        (d for d in SYSTEM_DIRS if path == d or (d != "/" and path.startswith(d + "/"))), None)
+    if bad:
+        raise SpecError("%s: %r is %s system folder %s on host %s; a model cache gets its own folder "
+                        "(such as /var/lib/gpu-stack/models)" % (where, path, "the" if bad == path else "inside the", bad, host))
+
+
 def normalize_gpu(value, host):
     where = "gpu_stack_gpu on host %s" % host
     gpu = _validate(GPU_OPTIONS, value, where)
@@ -168,6 +191,8 @@ def normalize_model(value, host, index):
     elif model["node"] != host:
         raise SpecError("%s.node: %r differs from the host that lists the model; list it "
                         "under the host that serves it" % (where, model["node"]))
+    if model["cache"]["kind"] == "hostPath":
+        check_cache_path(model["cache"]["path"], where + ".cache.path", host)
     if model["served_name"] is None:
         model["served_name"] = name
     for key in model["extra_args"]:
@@ -271,9 +296,7 @@ def _normalize_deploy(tier, where):
     elif deploy["model_file"]:
         raise SpecError("%s.deploy.model_file: Ollama pulls model %r itself; leave model_file out"
                         % (where, tier["model"]))
-    if not deploy["cache_path"].startswith("/"):
-        raise SpecError("%s.deploy.cache_path: %r must be an absolute path on host %s"
-                        % (where, deploy["cache_path"], deploy["host"]))
+    check_cache_path(deploy["cache_path"], where + ".deploy.cache_path", deploy["host"])
     if deploy["size_gib"] <= 0:
         raise SpecError("%s.deploy.size_gib: must be positive (the model's size on disk and in RAM), got %s"
                         % (where, deploy["size_gib"]))

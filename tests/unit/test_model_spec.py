@@ -87,3 +87,17 @@ def test_a_deployed_cpu_tier_gets_its_service_and_provider():
 def test_a_deployed_tier_refuses_what_its_server_cannot_run(deploy, message):
     with pytest.raises(ms.SpecError, match=message):
         ms.normalize_tiers([{"name": "cpu", "kind": "cpu", "model": "m", "deploy": deploy}])
+
+
+@pytest.mark.parametrize("path,ok", [
+    ("/var/lib/gpu-stack/models", True), ("/srv/models", True), ("/mnt/nvme/llm", True), ("/home/ops/models", True),
+    ("/", False), ("/etc", False), ("/etc/models", False), ("/usr/local/models", False), ("/var/lib", False),
+    ("/var/lib/rancher/k3s/models", False), ("/var/lib/../etc", False), ("/srv/models/", False), ("models", False),
+    ("/proc/self", False), ("/tmp", False),
+])
+def test_cache_paths_outside_the_system_folders_only(path, ok):
+    if ok:
+        ms.check_cache_path(path, "x.cache.path", "h")
+    else:
+        with pytest.raises(ms.SpecError, match=r"^x\.cache\.path: "):
+            ms.check_cache_path(path, "x.cache.path", "h")

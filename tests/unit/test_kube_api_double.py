@@ -392,6 +392,25 @@ def test_gpu_pod_stays_pending(dyn):
     assert json.loads(e.value.body)["message"] == 'pods "rc" is forbidden: pod rejected: RuntimeClass "nvidia" not found'
 
 
+def test_a_host_port_fits_once_per_node(dyn):
+    v1 = k8s_client.CoreV1Api(dyn.client)
+    for i in range(3):
+        ssa(dyn, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "hp-%d" % i, "namespace": NS},
+                  "spec": {"containers": [{"name": "c", "image": "x:1", "ports": [{"containerPort": 80, "hostPort": 9000}]}]}})
+
+    def placed():
+        pods = [v1.read_namespaced_pod("hp-%d" % i, NS) for i in range(3)]
+        return pods if sum(1 for p in pods if p.spec.node_name) == 2 and any(
+            c.type == "PodScheduled" and c.status == "False" for p in pods for c in p.status.conditions or []) else None
+    pods = wait_for(placed, what="two pods placed, one unschedulable")
+    assert len({p.spec.node_name for p in pods if p.spec.node_name}) == 2
+    left = next(p for p in pods if not p.spec.node_name)
+    msg = next(c.message for c in left.status.conditions if c.type == "PodScheduled")
+    assert msg.startswith("0/2 nodes are available: 2 node(s) didn't have free ports for the requested pod ports."), msg
+    for i in range(3):
+        v1.delete_namespaced_pod("hp-%d" % i, NS, grace_period_seconds=0)
+
+
 def test_watch_sees_add_modify_delete(dyn):
     v1 = k8s_client.CoreV1Api(dyn.client)
     rv = v1.list_namespaced_config_map(NS).metadata.resource_version

@@ -52,7 +52,10 @@
 #     readiness, minReadySeconds), Deployment/ReplicaSet status and
 #     conditions with the real reasons; a scheduler (Ready, unschedulable,
 #     nodeSelector, required node affinity, taints/tolerations, requests vs
-#     allocatable incl. extended resources, "0/N nodes are available: ..."
+#     allocatable incl. extended resources, hostPorts in use (with
+#     --shared-pod-network, as the k3s double runs it: every containerPort,
+#     since the node-agent double runs pods in the node's network; stricter
+#     than a real cluster, never looser), "0/N nodes are available: ..."
 #     messages); RuntimeClass admission (missing class -> 403, scheduling
 #     merged into the pod) and default not-ready/unreachable tolerations;
 #     node lifecycle (Ready=Unknown after --node-grace-s without heartbeat,

@@ -39,6 +39,8 @@ def parse_args(argv):
     s.add_argument("--node-grace-s", type=float, default=40)
     s.add_argument("--pidfile")
     s.add_argument("--fake-kubelet", action="store_true", help="ONLY for this double's own tests: run bound pods on paper")
+    s.add_argument("--shared-pod-network", action="store_true",
+                   help="the kubelets run pods in their node's network (node_agent_double): schedule containerPorts as hostPorts")
     s.add_argument("--verbose", action="store_true")
     return p.parse_args(argv)
 
@@ -56,7 +58,8 @@ def main(argv=None):
     for f in a.crd_schema:
         crds.extend(load_crd_file(f))
     store = Store(a.data_dir, a.k8s_version, crds)
-    ctl = Controllers(store, node_grace_s=a.node_grace_s, fake_kubelet=a.fake_kubelet)
+    ctl = Controllers(store, node_grace_s=a.node_grace_s, fake_kubelet=a.fake_kubelet,
+                      shared_pod_network=a.shared_pod_network)
     ca_pem = Path(certs["ca.crt"]).read_text()
     ctl.ca_pem = ca_pem
     api = Api(store, ctl, ca_pem, token, a.k8s_version, a.kubeconfig_server)

@@ -163,10 +163,11 @@ def node_affinity_ok(spec, labels):
 
 
 class Controllers:
-    def __init__(self, store, node_grace_s=40, fake_kubelet=False, interval=0.2):
+    def __init__(self, store, node_grace_s=40, fake_kubelet=False, interval=0.2, shared_pod_network=False):
         self.store = store
         self.grace = node_grace_s
         self.fake_kubelet = fake_kubelet
+        self.shared_pod_network = shared_pod_network
         self.interval = interval
         self.stop = threading.Event()
         self.rt = {k: store.rtype_by_kind(*k) for k in [
@@ -482,6 +483,15 @@ class Controllers:
 
     # ------------------------------------------------------------------ scheduler
 
+    def pod_host_ports(self, spec):
+        """(port, protocol) a pod takes on its node: hostPorts, and every containerPort where pods share the node's network."""
+        out = set()
+        for c in spec.get("containers") or []:
+            for p in c.get("ports") or []:
+                if p.get("hostPort") or self.shared_pod_network:
+                    out.add((p.get("hostPort") or p["containerPort"], p.get("protocol", "TCP")))
+        return out
+
     def schedule(self):
         nodes = self._all("Node")
         pods = self._all("Pod")
@@ -489,10 +499,11 @@ class Controllers:
                    and p["spec"].get("schedulerName", "default-scheduler") == "default-scheduler"]
         if not pending:
             return
-        used = {}
+        used, ports = {}, {}
         for p in pods:
             n = p["spec"].get("nodeName")
             if n and (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed"):
+                ports.setdefault(n, set()).update(self.pod_host_ports(p["spec"]))
                 u = used.setdefault(n, {})
                 for k, v in pod_requests(p["spec"]).items():
                     u[k] = u.get(k, 0) + v
@@ -502,7 +513,7 @@ class Controllers:
             chosen = None
             req = pod_requests(p["spec"])
             for node in sorted(nodes, key=lambda n: sum(used.get(n["metadata"]["name"], {}).values())):
-                why = self._unfit(p, req, node, used.get(node["metadata"]["name"], {}))
+                why = self._unfit(p, req, node, used.get(node["metadata"]["name"], {}), ports.get(node["metadata"]["name"], set()))
                 if why:
                     for w in why:
                         reasons[w] = reasons.get(w, 0) + 1
@@ -510,6 +521,7 @@ class Controllers:
                     chosen = node
             if chosen is not None:
                 name = chosen["metadata"]["name"]
+                ports.setdefault(name, set()).update(self.pod_host_ports(p["spec"]))
                 u = used.setdefault(name, {})
                 for k, v in req.items():
                     u[k] = u.get(k, 0) + v
@@ -538,7 +550,7 @@ class Controllers:
                     cond(new, "PodScheduled")["lastProbeTime"] = None
                     self.store.system_update(self.rt["Pod"], new)
 
-    def _unfit(self, pod, req, node, used):
+    def _unfit(self, pod, req, node, used, ports=frozenset()):
         spec = pod["spec"]
         out = []
         if (node.get("spec") or {}).get("unschedulable") and not tolerates(spec.get("tolerations"), {"key": "node.kubernetes.io/unschedulable",
@@ -553,6 +565,8 @@ class Controllers:
         for t in taints:
             if t.get("effect") in ("NoSchedule", "NoExecute") and not tolerates(spec.get("tolerations"), t):
                 return ["node(s) had untolerated taint {%s: %s}" % (t.get("key"), t.get("value", ""))]
+        if self.pod_host_ports(spec) & ports:
+            out.append("node(s) didn't have free ports for the requested pod ports")
         alloc = (node.get("status") or {}).get("allocatable") or {}
         for k, v in sorted(req.items()):
             if v <= 0:

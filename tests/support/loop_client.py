@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright: homelab.gpu_stack contributors
 # Apache License 2.0 (see LICENSE)
 """A client looping chat completions through the gateway, as a household app would,

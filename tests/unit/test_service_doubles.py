@@ -53,11 +53,11 @@ def service(name, ip, port, target="http"):
 
 
 def endpoints(name, ready, not_ready=()):
-    subset = {"ports": [{"name": "http", "port": p} for p in {p for _, p in list(ready) + list(not_ready)}][:1]}
+    subset = {"ports": [{"name": "http", "port": p} for p in {port for _ip, port in list(ready) + list(not_ready)}][:1]}
     if ready:
-        subset["addresses"] = [{"ip": ip} for ip, _ in ready]
+        subset["addresses"] = [{"ip": ip} for ip, _port in ready]
     if not_ready:
-        subset["notReadyAddresses"] = [{"ip": ip} for ip, _ in not_ready]
+        subset["notReadyAddresses"] = [{"ip": ip} for ip, _port in not_ready]
     return {"metadata": {"name": name, "namespace": "llm"}, "subsets": [subset]}
 
 
@@ -94,15 +94,15 @@ def test_service_names_resolve_and_forward_to_ready_endpoints_only(hosts):
         assert text.startswith("127.0.0.1 localhost\n10.89.0.2 gs-server\n" + BEGIN)
         assert "127.43.7.9 tiny-chat.llm.svc tiny-chat.llm.svc.cluster.local\n" in text
         # Service port != targetPort: the listener is on the Service's port.
-        assert {get("127.43.7.9", port) for _ in range(4)} == {"a"}
+        assert {get("127.43.7.9", port) for _i in range(4)} == {"a"}
 
         # A not-ready endpoint never gets traffic; two ready ones share it.
         ep["subsets"][0]["notReadyAddresses"] = [{"ip": "127.0.0.2"}]
         proxy.sync()
-        assert {get("127.43.7.9", port) for _ in range(4)} == {"a"}
+        assert {get("127.43.7.9", port) for _i in range(4)} == {"a"}
         ep["subsets"][0]["addresses"].append(ep["subsets"][0].pop("notReadyAddresses")[0])
         proxy.sync()
-        assert {get("127.43.7.9", port) for _ in range(4)} == {"a", "c"}
+        assert {get("127.43.7.9", port) for _i in range(4)} == {"a", "c"}
 
         # No ready endpoint: refused at once, as kube-proxy's REJECT does.
         ep["subsets"][0].pop("addresses")
@@ -130,8 +130,8 @@ def test_service_names_resolve_and_forward_to_ready_endpoints_only(hosts):
 
 
 def ingress(name, host, service_name, port, tls_secret=None, cls="traefik", path="/", path_type="Prefix", ts="2026-12-03T00:00:00Z"):
-    spec = {"rules": [{"host": host, "http": {"paths": [{"path": path, "pathType": path_type,
-                                                          "backend": {"service": {"name": service_name, "port": port}}}]}}]}
+    backend = {"service": {"name": service_name, "port": port}}
+    spec = {"rules": [{"host": host, "http": {"paths": [{"path": path, "pathType": path_type, "backend": backend}]}}]}
     if cls:
         spec["ingressClassName"] = cls
     if tls_secret:
@@ -173,8 +173,9 @@ def test_ingress_routes_by_host_to_the_service_address_with_its_tls_secret():
 
 def test_the_oldest_ingress_keeps_a_contested_path():
     services = {("llm", "a"): service("a", "10.43.0.30", 80), ("llm", "b"): service("b", "10.43.0.31", 80)}
-    hosts, _ = routes([ingress("new", "x.test", "b", {"number": 80}, ts="2026-12-03T10:00:00Z"),
-                       ingress("old", "x.test", "a", {"number": 80}, ts="2026-12-03T09:00:00Z")], services)
+    newer = ingress("new", "x.test", "b", {"number": 80}, ts="2026-12-03T10:00:00Z")
+    older = ingress("old", "x.test", "a", {"number": 80}, ts="2026-12-03T09:00:00Z")
+    hosts, _tls = routes([newer, older], services)
     assert hosts == {"x.test": {"/": service_address("10.43.0.30") + ":80"}}
 
 

@@ -167,7 +167,7 @@ class IngressNginx(object):
             same = False
         if same and not changed and self.proc is not None:
             return
-        check = subprocess.run([self.nginx, "-t", "-q", "-p", self.root, "-c", candidate], capture_output=True, text=True)
+        check = subprocess.run([self.nginx, "-t", "-q", "-p", self.root, "-c", candidate], capture_output=True, text=True, check=False)
         if check.returncode != 0:
             log("nginx refused the new config, keeping the last one: %s" % check.stderr.strip())
             return

@@ -72,7 +72,7 @@ class Listener(object):
     def serve(self):
         while True:
             try:
-                client, _ = self.sock.accept()
+                client, _peer = self.sock.accept()
             except OSError:
                 return  # closed
             threading.Thread(target=self.forward, args=(client,), daemon=True).start()

@@ -9,6 +9,7 @@ Case format (tests/bad_input/cases.yml, one list item per case):
             structure itself under the key `all`)
   limit:    optional --limit
   playbook: optional playbook (default tests/bad_input/validate.yml)
+  tags:     optional --tags (e.g. preflight, with playbooks/site.yml)
   expect:   the message, exactly (compared with whitespace collapsed)
 """
 
@@ -56,6 +57,8 @@ def run_case(case, tmp):
                              "ansible_python_interpreter": sys.executable})]
     if case.get("limit"):
         cmd += ["--limit", case["limit"]]
+    if case.get("tags"):
+        cmd += ["--tags", case["tags"]]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
     return proc.returncode, proc.stdout + proc.stderr
 

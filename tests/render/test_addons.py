@@ -299,8 +299,10 @@ def admits(peer, namespace_labels, pod_labels, own_namespace):
     return selects(peer.get("podSelector") or {}, pod_labels)
 
 
-def test_network_policy_lets_only_the_gateway_and_the_ingress_controller_reach_vllm(local):
-    policy = one(local, "NetworkPolicy", "vllm-from-gateway-only")
+def test_network_policy_lets_only_the_gateway_and_the_ingress_controller_reach_vllm(local_ingress):
+    """With the per-model Ingresses on; test_by_default_nothing_reaches_vllm_around_the_gateway
+    shows Traefik is not let in without them."""
+    policy = one(local_ingress, "NetworkPolicy", "vllm-from-gateway-only")
     spec = policy["spec"]
     assert policy["metadata"]["namespace"] == "llm"
     assert spec["policyTypes"] == ["Ingress"]
@@ -325,13 +327,11 @@ def test_network_policy_lets_only_the_gateway_and_the_ingress_controller_reach_v
 SERVING_ROLES = ["vllm", "litellm"]
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
+def render_stack(out, extra=None):
     """What the serving roles of this checkout render for the local inventory."""
-    out = tmp_path_factory.mktemp("stack")
     proc = subprocess.run(
         [ANSIBLE_PLAYBOOK, os.path.join(FIXTURES, "stack-render.yml"), "-i", "inventories/local",
-         "-e", json.dumps({"stack_dir": str(out), "stack_roles": SERVING_ROLES}),
+         "-e", json.dumps(dict({"stack_dir": str(out), "stack_roles": SERVING_ROLES}, **(extra or {}))),
          "-e", "ansible_python_interpreter=%s" % sys.executable],
         cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -340,6 +340,26 @@ def stack(tmp_path_factory):
         if name.endswith(".yaml"):
             objects += [o for o in yaml.safe_load_all((out / name).read_text()) if o]
     return objects
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    return render_stack(tmp_path_factory.mktemp("stack"))
+
+
+# The per-model Ingresses, asked for (they need vLLM's key).
+PER_MODEL_INGRESS = {"vllm_ingress_enabled": True, "vllm_api_key": "sk-vllm-renderCheckKey0123456789",
+                     "gpu_stack_render_secrets": True}
+
+
+@pytest.fixture(scope="module")
+def local_ingress(tmp_path_factory):
+    return render(tmp_path_factory.mktemp("local-ingress"), extra=PER_MODEL_INGRESS)
+
+
+@pytest.fixture(scope="module")
+def stack_ingress(tmp_path_factory):
+    return render_stack(tmp_path_factory.mktemp("stack-ingress"), extra=PER_MODEL_INGRESS)
 
 
 def pod_labels(deployment):
@@ -373,9 +393,43 @@ def test_network_policy_selects_the_rendered_vllm_pods_on_their_port(local, stac
         assert policy["spec"]["ingress"][0]["ports"][0]["port"] in ports
 
 
-def test_network_policy_lets_the_ingress_controller_reach_the_rendered_ingress_backends(local, stack):
+def test_by_default_nothing_reaches_vllm_around_the_gateway(local, stack):
+    """No per-model Ingress, no Traefik peer, no vLLM key: only the gateway's pods."""
+    policy = one(local, "NetworkPolicy", "vllm-from-gateway-only")
+    assert not any(admits(p, TRAEFIK_NS, TRAEFIK_POD, "llm") for rule in policy["spec"]["ingress"]
+                   for p in rule["from"])
+    vllm_names = {d["metadata"]["name"] for d in vllm_deployments(stack)}
+    assert vllm_names
+    assert not [o for o in stack if o["kind"] == "Ingress" and o["metadata"]["name"] in vllm_names]
+
+
+def test_per_model_ingresses_reach_a_vllm_that_asks_for_the_gateways_key(stack_ingress):
+    """With vllm_ingress_enabled, vLLM reads --api-key (VLLM_API_KEY) from Secret
+    vllm-api-key, its readiness probe sends it, and the gateway sends the same key
+    to every GPU model."""
+    key = PER_MODEL_INGRESS["vllm_api_key"]
+    secret = [o for o in stack_ingress if o["kind"] == "Secret" and o["metadata"]["name"] == "vllm-api-key"]
+    assert [s["stringData"] for s in secret] == [{"VLLM_API_KEY": key}]
+    ref = {"secretKeyRef": {"name": "vllm-api-key", "key": "VLLM_API_KEY"}}
+    for deployment in vllm_deployments(stack_ingress):
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        assert {"name": "VLLM_API_KEY", "valueFrom": ref} in container["env"]
+        assert "VLLM_API_KEY" in container["readinessProbe"]["exec"]["command"][-1]
+    gateway = [o for o in stack_ingress if o["kind"] == "Deployment" and o["metadata"]["name"] == "litellm"][0]
+    assert {"name": "VLLM_API_KEY", "valueFrom": {"secretKeyRef": {"name": "litellm-keys", "key": "VLLM_API_KEY"}}} \
+        in gateway["spec"]["template"]["spec"]["containers"][0]["env"]
+    keys = [o for o in stack_ingress if o["kind"] == "Secret" and o["metadata"]["name"] == "litellm-keys"][0]
+    assert keys["stringData"]["VLLM_API_KEY"] == key
+    config = yaml.safe_load([o for o in stack_ingress if o["kind"] == "ConfigMap"
+                             and o["metadata"]["name"] == "litellm-config"][0]["data"]["config.yaml"])
+    gpu_entries = [m for m in config["model_list"] if m["model_info"]["id"].startswith("gpu-")]
+    assert gpu_entries and all(m["litellm_params"]["api_key"] == "os.environ/VLLM_API_KEY" for m in gpu_entries)
+
+
+def test_network_policy_lets_the_ingress_controller_reach_the_rendered_ingress_backends(local_ingress, stack_ingress):
     """The vllm role's per-model Ingresses (class traefik) route to vLLM Services;
     the policy must let Traefik's pods reach the pods behind them on that port."""
+    local, stack = local_ingress, stack_ingress
     policy = one(local, "NetworkPolicy", "vllm-from-gateway-only")
     services = {o["metadata"]["name"]: o for o in stack if o["kind"] == "Service"}
     checked = 0

@@ -25,13 +25,18 @@ from serving_checks import (ROOT, inventory_models, k8s_version, load_objects, r
 from ansible_collections.homelab.gpu_stack.plugins.filter.vllm import vllm_args, vram_plan
 
 TOKEN = "hf_renderCheckToken0123456789"
+KEY = "sk-vllm-renderCheckKey0123456789"
 INVENTORIES = ["inventories/example", "inventories/local"]
+# Everything on: the per-model Ingresses (with vLLM's key) and the Secrets in
+# the folder. test_defaults_* render the shipped defaults.
+EVERYTHING = {"model_cache_hf_token": TOKEN, "vllm_ingress_enabled": True, "vllm_api_key": KEY,
+              "gpu_stack_render_secrets": True}
 
 
 @pytest.fixture(scope="module", params=INVENTORIES)
 def rendered(request, tmp_path_factory):
     out = tmp_path_factory.mktemp(request.param.replace("/", "-"))
-    code, output = render(request.param, out, extra={"model_cache_hf_token": TOKEN})
+    code, output = render(request.param, out, extra=EVERYTHING)
     assert code == 0, output[-4000:]
     models, gpus, active = inventory_models(request.param)
     return {"inventory": request.param, "dir": out, "objects": load_objects(out), "models": models,
@@ -77,9 +82,15 @@ def test_secrets_only_in_secret_files(rendered):
     for name in hf_files:
         assert rendered["objects"][name]["stringData"]["HF_TOKEN"] == TOKEN
         assert stat.S_IMODE((rendered["dir"] / name).stat().st_mode) == 0o600
+    secret_files = {n for n, o in rendered["objects"].items() if o["kind"] == "Secret"}
+    assert rendered["objects"]["secret-vllm-api-key.yaml"]["stringData"] == {"VLLM_API_KEY": KEY}
+    for name in secret_files:
+        assert stat.S_IMODE((rendered["dir"] / name).stat().st_mode) == 0o600
     for path in rendered["dir"].rglob("*.yaml"):
         if path.name not in hf_files:
             assert TOKEN not in path.read_text(), path.name
+        if path.name not in secret_files:
+            assert KEY not in path.read_text(), path.name
     for model in rendered["models"]:
         env = rendered["objects"]["deployment-%s.yaml" % model["name"]]["spec"]["template"]["spec"]["containers"][0]["env"]
         token = [e for e in env if e["name"] == "HF_TOKEN"]
@@ -87,8 +98,25 @@ def test_secrets_only_in_secret_files(rendered):
         assert token == [{"name": "HF_TOKEN", "valueFrom": ref}]
 
 
+def test_defaults_write_no_secret_and_no_way_around_the_gateway(tmp_path):
+    """One Secret policy, off by default (gpu_stack_render_secrets): no Secret file,
+    the token in no file; no per-model Ingress and no vLLM key asked for."""
+    code, output = render("inventories/example", tmp_path, extra={"model_cache_hf_token": TOKEN})
+    assert code == 0, output[-3000:]
+    objects = load_objects(tmp_path)
+    assert not [n for n, o in objects.items() if o["kind"] == "Secret"]
+    assert not [p for p in tmp_path.rglob("*") if p.is_file() and TOKEN in p.read_text(errors="replace")]
+    deployments = [o for o in objects.values() if o["kind"] == "Deployment"
+                   and o["metadata"]["labels"]["app.kubernetes.io/name"] == "vllm"]
+    assert deployments
+    for deploy in deployments:
+        assert "ingress-%s.yaml" % deploy["metadata"]["name"] not in objects
+        env = {e["name"] for e in deploy["spec"]["template"]["spec"]["containers"][0]["env"]}
+        assert "VLLM_API_KEY" not in env and "HF_TOKEN" in env
+
+
 def test_render_is_stable(rendered, tmp_path):
-    code, output = render(rendered["inventory"], tmp_path, extra={"model_cache_hf_token": TOKEN})
+    code, output = render(rendered["inventory"], tmp_path, extra=EVERYTHING)
     assert code == 0, output[-3000:]
 
     def vllm_only(objects):

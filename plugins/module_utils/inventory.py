@@ -13,7 +13,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.homelab.gpu_stack.plugins.module_utils.model_spec import (
-    SpecError, collect_models, normalize_gpu, normalize_tiers, public, route_models)
+    DNS_LABEL, DNS_SUBDOMAIN, SpecError, collect_models, normalize_gpu, normalize_tiers, public, route_models)
 
 K3S_GROUPS = ("k3s_servers", "k3s_agents")
 
@@ -91,13 +91,40 @@ def check_capacity(models, gpus, modes):
                                    gpus[node]["count"]))
 
 
+# Inventory variables that become Kubernetes names: (variable, rule, what).
+K8S_NAMES = (
+    ("gpu_stack_namespace", DNS_LABEL, "a lowercase DNS label (letters, digits, '-'), at most 63 characters"),
+    ("litellm_ingress_host", DNS_SUBDOMAIN,
+     "a lowercase DNS name (labels of letters, digits, '-' joined by '.', no '_', no trailing dot)"),
+    ("vllm_ingress_domain", DNS_SUBDOMAIN,
+     "a lowercase DNS name (labels of letters, digits, '-' joined by '.', no '_', no trailing dot)"),
+)
+
+
+def check_k8s_names(hostvars, groups):
+    """The names the inventory gives Kubernetes objects and Ingress hosts.
+
+    Read from the first server's variables (group_vars/all in practice).
+    """
+    first = (_group(groups, "k3s_servers") or [None])[0]
+    variables = hostvars.get(first) or {}
+    for var, rule, what in K8S_NAMES:
+        if var not in variables:
+            continue
+        value = variables[var]
+        if not isinstance(value, str) or not rule.match(value) or len(value) > 253:
+            raise SpecError("%s: %r must be %s; Kubernetes refuses anything else" % (var, value, what))
+
+
 def check_inventory(hostvars, groups, modes, active_mode, tiers):
     """Validate the inventory as a whole; return its normalised view.
 
-    ``hostvars`` maps host -> its variables (only gpu_stack_gpu and
-    gpu_stack_models are read). Raises SpecError with the variable path.
+    ``hostvars`` maps host -> its variables (gpu_stack_gpu, gpu_stack_models
+    and the K8S_NAMES of the first server are read). Raises SpecError with the
+    variable path.
     """
     check_groups(groups)
+    check_k8s_names(hostvars, groups)
     check_models_hosts(hostvars, groups)
     gpus = check_gpus(hostvars, groups)
     models = collect_models(hostvars, _group(groups, "gpu_workers"))

@@ -23,8 +23,14 @@ import re
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
-DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-HF_REPO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+# \Z, not $: Python's $ also matches before a final newline ("chat\n").
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\Z")
+# A DNS-1123 subdomain (Ingress hosts): lowercase labels joined by dots, no
+# trailing dot, at most 253 characters.
+DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*\Z")
+HF_REPO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*\Z")
+# What clients send as "model": printable, no spaces (vLLM's --served-model-name).
+SERVED_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,127}\Z")
 
 QUANTIZATIONS = ["awq", "awq_marlin", "gptq", "gptq_marlin", "fp8", "bitsandbytes",
                  "compressed-tensors", "gguf"]
@@ -195,6 +201,10 @@ def normalize_model(value, host, index):
         check_cache_path(model["cache"]["path"], where + ".cache.path", host)
     if model["served_name"] is None:
         model["served_name"] = name
+    elif not SERVED_NAME.match(model["served_name"]):
+        raise SpecError("%s.served_name: %r must be 1-128 characters, a letter or digit first, then "
+                        "letters, digits or . _ : / @ + - (no spaces): clients send it as the model"
+                        % (where, model["served_name"]))
     for key in model["extra_args"]:
         if key.startswith("-"):
             raise SpecError("%s.extra_args: write flag names without dashes (%r)" % (where, key))

@@ -143,7 +143,11 @@ def cache_filesystem(mounts, path):
 def _flag(name, value):
     if value is True:
         return ["--%s" % name]
-    if value is False or value is None:
+    # vLLM's boolean flags are BooleanOptionalAction: false must say so, since
+    # leaving the flag out keeps vLLM's default (enable-prefix-caching is on).
+    if value is False:
+        return ["--no-%s" % name]
+    if value is None:
         return []
     if isinstance(value, (list, tuple)):
         return ["--%s" % name] + [str(v) for v in value]

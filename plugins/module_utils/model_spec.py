@@ -35,6 +35,20 @@ SERVED_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,127}\Z")
 QUANTIZATIONS = ["awq", "awq_marlin", "gptq", "gptq_marlin", "fp8", "bitsandbytes",
                  "compressed-tensors", "gguf"]
 DTYPES = ["auto", "bfloat16", "float16", "float32"]
+# Activation dtypes each quantization runs with in the pinned vLLM
+# (get_supported_act_dtypes(); tests/unit/test_vllm_args_parser.py compares).
+# vLLM refuses any other --dtype at start; methods missing here are not
+# checked (the vllm role refuses them by vllm_supported_quantizations).
+QUANT_ACT_DTYPES = {
+    "awq": ["float16", "bfloat16"],
+    "awq_marlin": ["float16", "bfloat16"],
+    "gptq": ["float16", "bfloat16"],
+    "gptq_marlin": ["float16", "bfloat16"],
+    "fp8": ["bfloat16", "float16"],
+    "compressed-tensors": ["float32", "float16", "bfloat16"],
+}
+# Strings YAML users write for booleans: vLLM's parser takes none of them.
+BOOL_WORDS = ("true", "false", "yes", "no", "on", "off")
 CACHE_KINDS = ["hostPath", "pvc"]
 TIER_KINDS = ["gpu", "cpu", "cloud"]
 TIER_PROVIDERS = {
@@ -205,12 +219,33 @@ def normalize_model(value, host, index):
         raise SpecError("%s.served_name: %r must be 1-128 characters, a letter or digit first, then "
                         "letters, digits or . _ : / @ + - (no spaces): clients send it as the model"
                         % (where, model["served_name"]))
-    for key in model["extra_args"]:
+    for key, value in model["extra_args"].items():
         if key.startswith("-"):
             raise SpecError("%s.extra_args: write flag names without dashes (%r)" % (where, key))
+        if isinstance(value, str) and value.strip().lower() in BOOL_WORDS:
+            raise SpecError("%s.extra_args.%s: %r is a string; write true or false unquoted "
+                            "(vLLM takes --%s or --no-%s, not a value)" % (where, key, value, key, key))
+    check_vllm_rules(model, where)
     model["extra_args"] = dict(sorted(model["extra_args"].items()))
     model["_where"] = where
     return model
+
+
+def check_vllm_rules(model, where):
+    """What vLLM refuses at pod start for a model, refused here instead."""
+    quant, dtype = model["quantization"], model["dtype"]
+    if quant in QUANT_ACT_DTYPES and dtype != "auto" and dtype not in QUANT_ACT_DTYPES[quant]:
+        raise SpecError("%s.dtype: %s with quantization %s; vLLM runs %s only with %s (or auto)"
+                        % (where, dtype, quant, quant, ", ".join(QUANT_ACT_DTYPES[quant])))
+    tp, shape = model["tensor_parallel_size"], model["shape"] or {}
+    heads, kv_heads = shape.get("num_attention_heads"), shape.get("num_kv_heads")
+    if heads and heads % tp:
+        raise SpecError("%s.tensor_parallel_size: %d does not divide the model's %d attention heads "
+                        "(shape.num_attention_heads); vLLM refuses it" % (where, tp, heads))
+    # vLLM splits KV heads across GPUs, or replicates them when there are fewer.
+    if kv_heads and (kv_heads % tp if kv_heads >= tp else tp % kv_heads):
+        raise SpecError("%s.tensor_parallel_size: %d and the model's %d KV heads (shape.num_kv_heads): "
+                        "one must divide the other; vLLM refuses it" % (where, tp, kv_heads))
 
 
 def collect_models(hostvars, hosts):

@@ -9,7 +9,8 @@ stdin: a JSON object {label: [arg, ...]} (args as after `vllm serve`: the
 model first). stdout: a JSON object {label: {"ok": bool, "error": str,
 "args": {dest: value} of the flags given}} plus "_known": the registered
 quantization methods, reasoning parsers and tool parsers, which argparse
-itself does not check.
+itself does not check, and the activation dtypes of each quantization method
+(vLLM refuses any other --dtype at engine start).
 Each list goes through the same steps `vllm serve` takes before it starts an
 engine: the `serve` subparser (make_arg_parser) and validate_parsed_serve_args,
 so a renamed or removed flag, a bad value or a choice vLLM no longer offers
@@ -66,7 +67,19 @@ def known():
     from vllm.reasoning import ReasoningParserManager
     from vllm.tool_parsers import ToolParserManager
 
+    from vllm.model_executor.layers.quantization import get_quantization_config
+
+    act_dtypes = {}
+    for method in QUANTIZATION_METHODS:
+        config = get_quantization_config(method)
+        try:
+            # a classmethod in most configs, a plain method in some
+            dtypes = config.get_supported_act_dtypes()
+        except TypeError:
+            dtypes = config.get_supported_act_dtypes(config)
+        act_dtypes[method] = sorted(str(d).replace("torch.", "") for d in dtypes)
     return {
+        "act_dtypes": act_dtypes,
         "quantization": sorted(QUANTIZATION_METHODS),
         "reasoning_parser": sorted(ReasoningParserManager.list_registered()),
         "tool_call_parser": sorted(ToolParserManager.list_registered()),

@@ -1,5 +1,7 @@
 """The model spec and tier shapes: defaults, normalisation, routing."""
 
+import re
+
 import pytest
 from ansible_collections.homelab.gpu_stack.plugins.module_utils import model_spec as ms
 from ansible_collections.homelab.gpu_stack.plugins.module_utils.inventory import check_inventory
@@ -101,3 +103,32 @@ def test_cache_paths_outside_the_system_folders_only(path, ok):
     else:
         with pytest.raises(ms.SpecError, match=r"^x\.cache\.path: "):
             ms.check_cache_path(path, "x.cache.path", "h")
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"quantization": "awq", "dtype": "float32"}, "dtype: float32 with quantization awq"),
+    ({"tensor_parallel_size": 3, "shape": {"num_attention_heads": 28}}, "3 does not divide the model's 28"),
+    ({"tensor_parallel_size": 4, "shape": {"num_attention_heads": 24, "num_kv_heads": 6}}, "6 KV heads"),
+    ({"extra_args": {"enforce-eager": "yes"}}, "extra_args.enforce-eager: 'yes' is a string"),
+])
+def test_what_vllm_refuses_at_start_is_refused_here(change, message):
+    with pytest.raises(ms.SpecError, match=re.escape(message)):
+        ms.normalize_model(dict({"name": "m", "source": "org/m"}, **change), "h", 0)
+
+
+@pytest.mark.parametrize("change", [
+    {"quantization": "awq", "dtype": "float16"},
+    {"quantization": "awq", "dtype": "auto"},
+    {"tensor_parallel_size": 4, "shape": {"num_attention_heads": 32, "num_kv_heads": 8}},
+    # fewer KV heads than GPUs: vLLM replicates them
+    {"tensor_parallel_size": 4, "shape": {"num_attention_heads": 32, "num_kv_heads": 2}},
+    {"extra_args": {"enforce-eager": True, "reasoning-parser": "deepseek_r1"}},
+])
+def test_what_vllm_accepts_passes(change):
+    ms.normalize_model(dict({"name": "m", "source": "org/m"}, **change), "h", 0)
+
+
+@pytest.mark.parametrize("name", ["chat\n", "Chat", "chat_1", "-chat"])
+def test_model_names_are_dns_labels_to_the_end(name):
+    with pytest.raises(ms.SpecError, match="must be a lowercase DNS label"):
+        ms.normalize_model({"name": name, "source": "org/m"}, "h", 0)

@@ -20,10 +20,14 @@ from pathlib import Path
 import pytest
 
 from ansible_collections.homelab.gpu_stack.plugins.filter.vllm import vllm_args, vram_plan
-from ansible_collections.homelab.gpu_stack.plugins.module_utils.model_spec import collect_models, public
+from ansible_collections.homelab.gpu_stack.plugins.module_utils.model_spec import (QUANT_ACT_DTYPES, collect_models,
+                                                                                   public)
 
 ROOT = Path(__file__).resolve().parents[2]
 INVENTORIES = ["inventories/example", "inventories/local"]
+SPEC = {"name": "x", "source": "org/x", "served_name": "x", "dtype": "auto", "tensor_parallel_size": 1,
+        "extra_args": {}}
+PLAN = {"gpu_memory_utilization": 0.9, "max_model_len": 512, "max_num_seqs": 4, "max_num_batched_tokens": 512}
 
 
 def inventory_vars(inventory):
@@ -52,6 +56,9 @@ def parsed(vllm_python):
     lists = emitted_lists()
     # A control: a flag vLLM does not have must fail, or the check proves nothing.
     lists["control:renamed-flag"] = ["org/x", "--max-model-length", "512"]
+    # What vllm_args emits for a boolean extra arg set false, and a string "true".
+    lists["control:false-flag"] = vllm_args(dict(SPEC, extra_args={"enable-prefix-caching": False}), PLAN)
+    lists["control:string-true"] = ["org/x", "--enable-prefix-caching", "true"]
     proc = subprocess.run([str(vllm_python), str(ROOT / "tests/support/vllm_argparse.py")],
                           input=json.dumps(lists), capture_output=True, text=True, timeout=600, cwd=ROOT,
                           check=False)
@@ -72,6 +79,24 @@ def test_every_emitted_list_parses(parsed):
     assert len(labels) >= 3, labels  # both inventories contribute models
     failures = dict((label, results[label]["error"]) for label in labels if not results[label]["ok"])
     assert not failures, failures
+
+
+def test_a_false_boolean_extra_arg_is_a_flag_vllm_takes(parsed):
+    """false becomes --no-<flag> (leaving it out keeps vLLM's default); the string
+    "true" (what model_spec refuses) is refused by vLLM too."""
+    lists, results = parsed
+    assert "--no-enable-prefix-caching" in lists["control:false-flag"]
+    assert results["control:false-flag"]["ok"], results["control:false-flag"]["error"]
+    assert not results["control:string-true"]["ok"]
+
+
+def test_quantization_dtypes_match_vllms(parsed):
+    """model_spec.QUANT_ACT_DTYPES, which preflight checks dtype against, is what
+    the pinned vLLM's quantization configs support."""
+    known = parsed[1]["_known"]["act_dtypes"]
+    for method, dtypes in QUANT_ACT_DTYPES.items():
+        assert method in known, method
+        assert sorted(dtypes) == known[method], (method, dtypes, known[method])
 
 
 def test_the_parser_rejects_a_renamed_flag(parsed):

@@ -28,8 +28,9 @@ options:
 """
 
 from ansible.errors import AnsibleFilterError
+from ansible.utils.display import Display
 
-from ansible_collections.homelab.gpu_stack.plugins.module_utils.inventory import check_inventory
+from ansible_collections.homelab.gpu_stack.plugins.module_utils.inventory import check_inventory, unknown_variables
 from ansible_collections.homelab.gpu_stack.plugins.module_utils.model_spec import (
     SpecError, collect_models, normalize_gpu, normalize_tiers, public, route_models, tier_chain)
 
@@ -77,6 +78,15 @@ def inventory_check(hostvars, groups, modes, active_mode, tiers):
     return _wrap(check_inventory, hostvars, groups, modes, active_mode, tiers)
 
 
+def warn_unknown_variables(hostvars, hosts):
+    """Warns (once per variable and host) about gpu_stack_*-like variables the
+    collection does not read; returns the messages."""
+    messages = unknown_variables(dict((host, list(hostvars[host].keys())) for host in hosts))
+    for message in messages:
+        Display().warning(message)
+    return messages
+
+
 class FilterModule(object):
     def filters(self):
         return {
@@ -85,4 +95,5 @@ class FilterModule(object):
             "tier_specs": tier_specs,
             "model_routes": model_routes,
             "inventory_check": inventory_check,
+            "warn_unknown_variables": warn_unknown_variables,
         }

@@ -15,11 +15,45 @@ __metaclass__ = type
 from ansible_collections.homelab.gpu_stack.plugins.module_utils.model_spec import (
     DNS_LABEL, DNS_SUBDOMAIN, SpecError, collect_models, normalize_gpu, normalize_tiers, public, route_models)
 
+import difflib
+
 K3S_GROUPS = ("k3s_servers", "k3s_agents")
+
+# Every gpu_stack_* variable an inventory may set (README "Inventory");
+# tests/unit/test_model_spec.py checks the collection reads no other.
+KNOWN_VARS = (
+    "gpu_stack_gpu", "gpu_stack_gpu_facts_missing", "gpu_stack_gpu_mode", "gpu_stack_gpu_modes",
+    "gpu_stack_ingress_address", "gpu_stack_kube_context", "gpu_stack_kubeconfig", "gpu_stack_models",
+    "gpu_stack_namespace", "gpu_stack_render_addons", "gpu_stack_render_dir", "gpu_stack_render_gateway",
+    "gpu_stack_render_secrets", "gpu_stack_sandbox", "gpu_stack_tiers",
+)
+# Set by the collection's own modules at run time, never by an inventory.
+RUNTIME_VARS = ("gpu_stack_gpu_facts", "gpu_stack_gpus", "gpu_stack_gpu_summary")
 
 
 def _group(groups, name):
     return list(groups.get(name) or [])
+
+
+def unknown_variables(names_by_host):
+    """Warnings for variables that look like the collection's but are not.
+
+    ``names_by_host``: {host: [variable names]}. A misspelled gpu_stack_models
+    would leave a GPU worker silently serving nothing. Returns one message per
+    variable, naming the closest known name.
+    """
+    warnings = []
+    for host in sorted(names_by_host):
+        for name in sorted(names_by_host[host]):
+            if name in KNOWN_VARS or name in RUNTIME_VARS:
+                continue
+            close = difflib.get_close_matches(name, KNOWN_VARS, n=1, cutoff=0.8)
+            if not (name.startswith("gpu_stack") or close):
+                continue
+            hint = "did you mean %s?" % close[0] if close else "known: %s" % ", ".join(KNOWN_VARS)
+            warnings.append("%s on host %s: not a variable of homelab.gpu_stack, nothing reads it; %s"
+                            % (name, host, hint))
+    return warnings
 
 
 def check_groups(groups):

@@ -132,3 +132,33 @@ def test_what_vllm_accepts_passes(change):
 def test_model_names_are_dns_labels_to_the_end(name):
     with pytest.raises(ms.SpecError, match="must be a lowercase DNS label"):
         ms.normalize_model({"name": name, "source": "org/m"}, "h", 0)
+
+
+def test_a_misspelled_collection_variable_is_named_with_the_closest_one():
+    from ansible_collections.homelab.gpu_stack.plugins.module_utils.inventory import KNOWN_VARS, unknown_variables
+    got = unknown_variables({"gs-gpu": ["gpu_stack_model", "gpu_stack_gpu", "ansible_host", "gpustack_tiers"],
+                             "gs-cpu": ["gpu_stack_colour", "k3s_token"]})
+    assert got == [
+        "gpu_stack_colour on host gs-cpu: not a variable of homelab.gpu_stack, nothing reads it; known: "
+        + ", ".join(KNOWN_VARS),
+        "gpu_stack_model on host gs-gpu: not a variable of homelab.gpu_stack, nothing reads it; "
+        "did you mean gpu_stack_models?",
+        "gpustack_tiers on host gs-gpu: not a variable of homelab.gpu_stack, nothing reads it; "
+        "did you mean gpu_stack_tiers?",
+    ]
+
+
+def test_known_variables_are_every_gpu_stack_variable_the_collection_reads():
+    """KNOWN_VARS + RUNTIME_VARS is exactly what roles, playbooks, plugins and
+    inventories name: a new variable not added there would be warned about."""
+    from pathlib import Path
+
+    from ansible_collections.homelab.gpu_stack.plugins.module_utils import inventory
+    root = Path(__file__).resolve().parents[2]
+    used = set()
+    for folder in ("roles", "playbooks", "plugins", "inventories", "molecule"):
+        for path in (root / folder).rglob("*"):
+            if path.is_file() and path.suffix in (".yml", ".yaml", ".j2", ".py"):
+                used |= set(re.findall(r"\bgpu_stack_[a-z0-9_]+", path.read_text(errors="replace")))
+    used -= {"gpu_stack_tier", "gpu_stack_no_such_module"}  # a model_info key, a kernel module name
+    assert used == set(inventory.KNOWN_VARS) | set(inventory.RUNTIME_VARS)

@@ -31,11 +31,11 @@ def k8s_version():
     return "%s.%s.0" % (major, minor)
 
 
-def render(inventory, out_dir, extra=None, playbook="playbooks/render.yml"):
+def render(inventory, out_dir, extra=None, playbook="playbooks/render.yml", verbose=0):
     """Run the render playbook; return (returncode, output)."""
     args = [str(ANSIBLE_BIN / "ansible-playbook"), playbook, "-i", str(inventory),
             "-e", json.dumps(dict({"gpu_stack_render_dir": str(out_dir)}, **(extra or {}))),
-            "-e", "ansible_python_interpreter=%s" % sys.executable]
+            "-e", "ansible_python_interpreter=%s" % sys.executable] + (["-" + "v" * verbose] if verbose else [])
     proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=900, check=False)
     return proc.returncode, proc.stdout + proc.stderr
 

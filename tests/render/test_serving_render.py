@@ -115,6 +115,22 @@ def test_defaults_write_no_secret_and_no_way_around_the_gateway(tmp_path):
         assert "VLLM_API_KEY" not in env and "HF_TOKEN" in env
 
 
+def test_no_canary_in_a_vvv_render(tmp_path):
+    """Planted secrets (HF token, master key, cloud key, vLLM key) in a -vvv
+    render of the example inventory: in no line of the log, in no file."""
+    canaries = {"model_cache_hf_token": "hf_canaryHfToken7d1e", "vault_litellm_master_key": "sk-canary-master-4b9f2c7a1e",
+                "vault_openai_api_key": "sk-canary-cloud-8e3a", "vllm_api_key": "sk-canary-vllm-2f6c9d0b5a"}
+    code, output = render("inventories/example", tmp_path, extra=dict(canaries, vllm_ingress_enabled=True), verbose=3)
+    assert code == 0, output[-3000:]
+    assert "<127.0.0.1> EXEC" in output or "ESTABLISH LOCAL CONNECTION" in output  # it was -vvv
+    leaked = [name for name, value in canaries.items() if value in output]
+    assert not leaked, leaked
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            text = path.read_text(errors="replace")
+            assert not [n for n, v in canaries.items() if v in text], path.name
+
+
 def test_render_is_stable(rendered, tmp_path):
     code, output = render(rendered["inventory"], tmp_path, extra=EVERYTHING)
     assert code == 0, output[-3000:]

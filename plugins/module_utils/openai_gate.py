@@ -118,7 +118,7 @@ def openai_client_factory(client=None):
 
 class Gate(object):
     def __init__(self, base_url, names, api_key=None, deadline=300.0, poll_interval=0.25,
-                 health_path="/health", force_fallback=False, request_timeout=30.0,
+                 health_path="/health", expect_fallback=False, request_timeout=30.0,
                  prompt="Say hello.", max_tokens=8, http_get=None, client_factory=None,
                  clock=None, sleep=None):
         if not names:
@@ -133,7 +133,7 @@ class Gate(object):
         self.deadline = float(deadline)
         self.poll_interval = float(poll_interval)
         self.health_path = health_path
-        self.force_fallback = force_fallback
+        self.expect_fallback = expect_fallback
         self.request_timeout = float(request_timeout)
         self.prompt = prompt
         self.max_tokens = max_tokens
@@ -174,11 +174,10 @@ class Gate(object):
         client = self.client_factory(self.base_url, self.api_key, self._timeout(end))
         answers = {}
         for name in self.names:
-            extra = {"mock_testing_fallbacks": True} if self.force_fallback else None
             started = self.clock()
             raw = client.chat.completions.with_raw_response.create(
                 model=name, messages=[{"role": "user", "content": self.prompt}],
-                max_tokens=self.max_tokens, extra_body=extra)
+                max_tokens=self.max_tokens)
             completion = raw.parse()
             content = completion.choices[0].message.content if completion.choices else None
             if not content:
@@ -186,10 +185,10 @@ class Gate(object):
                                    % (name, completion.choices[0].finish_reason
                                       if completion.choices else "none"))
             headers = dict((h, raw.headers.get(h)) for h in BACKEND_HEADERS if raw.headers.get(h))
-            if self.force_fallback and int(headers.get("x-litellm-attempted-fallbacks") or 0) < 1:
-                raise RuntimeError("chat completion for %s with mock_testing_fallbacks was not "
-                                   "served by a fallback (headers: %s); is this a LiteLLM gateway "
-                                   "with router_settings.fallbacks for the model?" % (name, headers))
+            if self.expect_fallback and int(headers.get("x-litellm-attempted-fallbacks") or 0) < 1:
+                raise RuntimeError("chat completion for %s was not served by a fallback (headers: %s); "
+                                   "is this a LiteLLM gateway with router_settings.fallbacks for it?"
+                                   % (name, headers))
             answers[name] = {"content": content, "model": completion.model,
                              "latency_s": round(self.clock() - started, 4), "headers": headers}
         return {"answers": answers}

@@ -20,10 +20,11 @@ description:
   - Each step is retried every I(poll_interval) seconds. On failure the message names
     the step and the last error seen (connection refused, HTTP 503, a name missing
     from the list, an empty answer, a refused key), never only that time ran out.
-  - With I(force_fallback) the chat request carries LiteLLM's C(mock_testing_fallbacks),
-    which makes the primary deployment fail on purpose; the step passes only when a
-    fallback answered (header C(x-litellm-attempted-fallbacks) at least 1), proving
-    the gateway's fallback chain end to end.
+  - With I(expect_fallback) the chat step passes only when a fallback answered (LiteLLM's
+    header C(x-litellm-attempted-fallbacks) at least 1): asked for a model group whose own
+    deployment cannot answer (the litellm role's C(<tier>-via-fallback) probes), it proves
+    the gateway's fallback chain end to end, without LiteLLM's C(mock_testing_fallbacks)
+    (which only C(dangerously_allow_mock_testing_request_params) would allow, for every key).
   - Read-only; never reports a change.
 version_added: 0.1.0
 author:
@@ -61,10 +62,9 @@ options:
       - C(/health) for vLLM, C(/health/liveliness) for LiteLLM. An empty string skips the step.
     type: str
     default: /health
-  force_fallback:
+  expect_fallback:
     description:
-      - Send C(mock_testing_fallbacks=true) with the chat request (LiteLLM only) and require
-        that a fallback deployment answered.
+      - Require that a fallback deployment answered each chat (LiteLLM only).
     type: bool
     default: false
   prompt:
@@ -106,7 +106,7 @@ notes:
   - The first chat completion of a fresh vLLM can take longer than later ones; size I(request_timeout) for it.
 seealso:
   - name: LiteLLM fallbacks
-    description: mock_testing_fallbacks and router_settings.fallbacks.
+    description: router_settings.fallbacks.
     link: https://docs.litellm.ai/docs/proxy/reliability
 """
 
@@ -118,13 +118,13 @@ EXAMPLES = r"""
     deadline: 600
   delegate_to: localhost
 
-- name: Gate on the gateway and prove the fallback chain
+- name: Prove the fallback chain through a probe group only the cpu tier can answer
   homelab.gpu_stack.openai_endpoint_gate:
     base_url: "https://llm.home.arpa/v1"
     api_key: "{{ litellm_master_key }}"
-    names: [tiny-chat]
+    names: [cpu-via-fallback]
     health_path: /health/liveliness
-    force_fallback: true
+    expect_fallback: true
     deadline: 120
   delegate_to: localhost
   no_log: false
@@ -140,9 +140,9 @@ EXAMPLES = r"""
     ca_path: ~/.local/share/homelab-gpu-stack/tls/ca.crt
   delegate_to: localhost
 
-- name: Show which backend answered the forced fallback
+- name: Show which backend answered the fallback
   ansible.builtin.debug:
-    msg: "{{ gateway_gate.chat['tiny-chat'].headers['x-litellm-model-api-base'] }}"
+    msg: "{{ gateway_gate.chat['cpu-via-fallback'].headers['x-litellm-model-api-base'] }}"
 """
 
 RETURN = r"""
@@ -223,7 +223,7 @@ def main():
         "poll_interval": {"type": "float", "default": 0.25},
         "request_timeout": {"type": "float", "default": 30},
         "health_path": {"type": "str", "default": "/health"},
-        "force_fallback": {"type": "bool", "default": False},
+        "expect_fallback": {"type": "bool", "default": False},
         "prompt": {"type": "str", "default": "Say hello."},
         "max_tokens": {"type": "int", "default": 8, "no_log": False},
         "probe_in_check_mode": {"type": "bool", "default": False},
@@ -247,7 +247,7 @@ def main():
     try:
         gate = Gate(params["base_url"], params["names"], api_key=params["api_key"],
                     deadline=params["deadline"], poll_interval=params["poll_interval"],
-                    health_path=params["health_path"], force_fallback=params["force_fallback"],
+                    health_path=params["health_path"], expect_fallback=params["expect_fallback"],
                     request_timeout=params["request_timeout"], prompt=params["prompt"],
                     max_tokens=params["max_tokens"], http_get=client_get(client),
                     client_factory=openai_client_factory(client))

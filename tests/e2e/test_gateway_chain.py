@@ -106,15 +106,16 @@ def ask(chain, model, key=MASTER_KEY, timeout=60):
 def test_rendered_config_is_the_roles_and_chains_gpu_cpu_cloud(chain):
     config = yaml.safe_load(chain.config.read_text())
     assert config["router_settings"]["fallbacks"] == [
-        {"tiny-a": ["cpu", "cloud"]}, {"tiny-b": ["cpu", "cloud"]}, {"cpu": ["cloud"]}]
+        {"tiny-a": ["cpu", "cloud"]}, {"tiny-b": ["cpu", "cloud"]}, {"cpu": ["cloud"]},
+        {"cpu-via-fallback": ["cpu"]}]
     assert config["router_settings"]["num_retries"] == 0
     groups = {m["model_name"]: m["litellm_params"] for m in config["model_list"]}
     assert groups["tiny-a"]["model"] == "hosted_vllm/tiny-a"
     assert groups["tiny-a"]["timeout"] == GPU_TIMEOUT_S
     assert groups["cloud"]["api_key"] == "os.environ/LITELLM_TIER_CLOUD_API_KEY"
     assert config["general_settings"]["master_key"] == "os.environ/LITELLM_MASTER_KEY"
-    # 1.106 refuses mock_testing_fallbacks (the forced-fallback gate) unless allowed.
-    assert config["general_settings"]["dangerously_allow_mock_testing_request_params"] is True
+    # No side door: mock_testing_* stays refused (the gate uses the probe group).
+    assert "dangerously_allow_mock_testing_request_params" not in config["general_settings"]
 
 
 def test_f_gate_passes_against_a_starting_vllm(chain):
@@ -137,14 +138,30 @@ def test_a_each_model_reaches_its_gpu_tier(gateway):
         assert int(headers.get("x-litellm-attempted-fallbacks") or 0) == 0
 
 
-def test_gate_on_the_gateway_with_a_forced_fallback(gateway):
+def test_gate_proves_the_fallback_through_the_probe_group(gateway):
+    """The role's probe group: its own deployment is refused, the cpu tier answers
+    through LiteLLM's fallback; the gate passes only on a fallback's answer."""
     result, out = gateway.helpers.run_module("homelab.gpu_stack.openai_endpoint_gate", {
-        "base_url": gateway.lite_base + "/v1", "api_key": MASTER_KEY, "names": MODELS,
-        "health_path": "/health/liveliness", "force_fallback": True, "deadline": 120})
+        "base_url": gateway.lite_base + "/v1", "api_key": MASTER_KEY, "names": ["cpu-via-fallback"],
+        "health_path": "/health/liveliness", "expect_fallback": True, "deadline": 120})
     assert not result.get("failed"), out[-3000:]
-    for name in MODELS:
-        assert result["chat"][name]["headers"]["x-litellm-model-api-base"] == gateway.cpu_base
+    assert result["chat"]["cpu-via-fallback"]["headers"]["x-litellm-model-api-base"] == gateway.cpu_base
     assert MASTER_KEY not in out
+    # and a model served by its GPU tier does not pass as a fallback
+    result, out = gateway.helpers.run_module("homelab.gpu_stack.openai_endpoint_gate", {
+        "base_url": gateway.lite_base + "/v1", "api_key": MASTER_KEY, "names": [MODELS[0]],
+        "health_path": "/health/liveliness", "expect_fallback": True, "deadline": 5})
+    assert result.get("failed") and "was not served by a fallback" in result["msg"], out[-2000:]
+
+
+def test_no_key_holder_can_inject_failures(gateway):
+    """mock_testing_* (LiteLLM's fallback test switch) is refused by the running gateway."""
+    body = {"model": MODELS[0], "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4,
+            "mock_testing_fallbacks": True}
+    answer = httpx.post(gateway.lite_base + "/v1/chat/completions", json=body, timeout=30,
+                        headers={"Authorization": "Bearer " + MASTER_KEY})
+    assert answer.status_code == 400, answer.text[:300]
+    assert "Mock testing request params are disabled" in answer.text
 
 
 def test_e_missing_and_wrong_keys_are_refused_and_keys_stay_out_of_logs(gateway):

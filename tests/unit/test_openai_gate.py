@@ -117,17 +117,17 @@ def test_empty_content_is_retried_then_passes():
     assert result["chat"]["m"]["content"] == "ok"
 
 
-def test_force_fallback_sends_the_flag_and_requires_a_fallback_header():
+def test_expect_fallback_requires_a_fallback_header_and_sends_no_mock_param():
     clock = Clock()
     server = FakeServer(headers={"x-litellm-attempted-fallbacks": "0"})
     with pytest.raises(GateError) as err:
-        gate(server, clock, force_fallback=True, deadline=2).run()
-    assert server.chat_kwargs[0]["extra_body"] == {"mock_testing_fallbacks": True}
+        gate(server, clock, expect_fallback=True, deadline=2).run()
+    assert not server.chat_kwargs[0].get("extra_body")
     assert "was not served by a fallback" in str(err.value)
 
     served = FakeServer(headers={"x-litellm-attempted-fallbacks": "1",
                                  "x-litellm-model-api-base": "http://cpu:8080/v1"})
-    result = gate(served, Clock(), force_fallback=True).run()
+    result = gate(served, Clock(), expect_fallback=True).run()
     assert result["chat"]["m"]["headers"]["x-litellm-model-api-base"] == "http://cpu:8080/v1"
 
 

@@ -13,6 +13,13 @@ P1  Added latency per request with the GPU tier dead, through LiteLLM:
     Then 200 sequential requests (ours) counting failures, and 32 concurrent
     clients while the primary vLLM is killed and later restarted: failures, and
     whether traffic returns to the GPU tier once vLLM is back.
+P5  A hung GPU tier (vLLM SIGSTOPped, then SIGCONTinued) under 32 concurrent
+    clients, through the config roles/litellm renders: failed requests, the
+    median added latency during the hang after its first 5 s (against the
+    median before the hang), and how long after the resume the GPU tier
+    answers again. "previous" is the same config without what routes around a
+    hung tier (the cpu tier as a second, order-2 deployment of each GPU model's
+    group, and LiteLLM's health-check routing), for comparison.
 P2  Seconds from vLLM's /health first answering 200 to the gate
     (plugins/module_utils/openai_gate.py, the module's own code) passing.
 
@@ -131,6 +138,61 @@ def concurrent_phase(base, vllm_restart, clients=32, kill_after=5.0, tail_s=15.0
     return t0, killed_at, back_at, records
 
 
+def without_hang_routing(ours):
+    """Our config minus what routes around a hung tier: one deployment per GPU
+    group (fallbacks only) and no health-check routing."""
+    config = yaml.safe_load(ours)
+    config["model_list"] = [m for m in config["model_list"] if m["litellm_params"].get("order", 1) == 1]
+    for group in config["model_list"]:
+        group["litellm_params"].pop("order", None)
+    for key in ("enable_health_check_routing",):
+        config["router_settings"].pop(key, None)
+    for key in ("background_health_checks", "health_check_interval", "background_health_check_model_groups"):
+        config["general_settings"].pop(key, None)
+    return yaml.safe_dump(config, sort_keys=False)
+
+
+def hung_phase(procs, vllm, base, gpu_base, clients=32, hang_after=8.0, hang_for=25.0, tail_s=20.0):
+    """clients threads loop requests; vLLM is stopped (SIGSTOP) hang_after s in,
+    continued hang_for s later. Returns the figures of P5."""
+    records, stop = [], threading.Event()
+    lock = threading.Lock()
+
+    def client():
+        while not stop.is_set():
+            started = time.monotonic()
+            took, api_base, error = ask(base, GPU_MODEL, timeout=60)
+            with lock:
+                records.append((started, took, api_base, error))
+
+    threads = [threading.Thread(target=client) for index in range(clients)]
+    for thread in threads:
+        thread.start()
+    time.sleep(hang_after)
+    procs.pause(vllm)
+    hung_at = time.monotonic()
+    time.sleep(hang_for)
+    procs.resume(vllm)
+    resumed_at = time.monotonic()
+    time.sleep(tail_s)
+    stop.set()
+    for thread in threads:
+        thread.join()
+    before = [r[1] for r in records if r[0] + r[1] < hung_at and r[3] is None]
+    during = [r[1] for r in records if r[0] > hung_at + 5 and r[0] + r[1] < resumed_at and r[3] is None]
+    back = sorted(r[0] + r[1] for r in records if r[0] > resumed_at and r[2] == gpu_base)
+    late = [r for r in records if r[0] > resumed_at + 10 and r[3] is None]
+    return {
+        "requests": len(records), "failed": sum(1 for r in records if r[3]),
+        "first_failure": next((r[3] for r in records if r[3]), None),
+        "median_before": statistics.median(before) if before else float("nan"),
+        "median_during": statistics.median(during) if during else float("nan"),
+        "during_n": len(during),
+        "gpu_back_after_s": (back[0] - resumed_at) if back else float("nan"),
+        "late_on_gpu": (sum(1 for r in late if r[2] == gpu_base), len(late)),
+    }
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--sequential", type=int, default=200)
@@ -210,8 +272,30 @@ def main():
         if failed:
             print("  first failure: %s" % failed[0][3])
 
-        # Sequential, GPU tier dead: ours against LiteLLM's defaults.
+        # P5: the GPU tier hangs (SIGSTOP) under the same clients, with our
+        # config and with the previous one (no hang routing).
         vllm = holder["proc"]
+        previous_path = tmp / "previous.yaml"
+        previous_path.write_text(without_hang_routing(ours_path.read_text()))
+        port = chain.free_port()
+        previous = procs.start("litellm-previous", chain.litellm_cmd(litellm_venv, previous_path, port),
+                               env=chain.litellm_env(MASTER_KEY), port=port)
+        gateways["previous"] = ("http://127.0.0.1:%d" % port, previous)
+        chain.wait_http(gateways["previous"][0] + "/health/liveliness", 300, previous)
+        for name in ("ours", "previous"):
+            ask(gateways[name][0], GPU_MODEL)
+            hung = hung_phase(procs, vllm, gateways[name][0], vllm_base, clients=args.clients)
+            print("P5 %-8s hung GPU tier, %d clients: %d requests, %d failed%s; median %.3fs before the hang, "
+                  "%.3fs during it after its first 5 s (%d requests) -> added %.3fs; GPU tier answers %.1fs "
+                  "after the resume, %d/%d requests from 10 s after the resume on the GPU tier   "
+                  "goal: 0 failed, added <= 0.5s, back within 10 s"
+                  % (name, args.clients, hung["requests"], hung["failed"],
+                     " (first: %s)" % hung["first_failure"] if hung["failed"] else "",
+                     hung["median_before"], hung["median_during"], hung["during_n"],
+                     hung["median_during"] - hung["median_before"], hung["gpu_back_after_s"],
+                     hung["late_on_gpu"][0], hung["late_on_gpu"][1]), flush=True)
+
+        # Sequential, GPU tier dead: ours against LiteLLM's defaults.
         procs.kill(vllm)
         added, failures = {}, {}
         for name, count in (("ours", args.sequential), ("defaults", args.defaults_requests)):

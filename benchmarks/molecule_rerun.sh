@@ -3,8 +3,9 @@
 # scenario (its converge is site.yml: three Podman systemd nodes, every stage
 # and gate, the cluster through tests/doubles: k3s, its API, kubelet,
 # kube-proxy and Traefik are doubles; vLLM, LiteLLM and nginx are real).
-# Prints both wall times, their ratio and the changed count of the re-run
-# (every host and the controller). A measurement, not a test: nothing here
+# Prints both wall times, their ratio, the changed count of the re-run
+# (every host and the controller) and the re-run's slowest tasks
+# (ansible.posix.profile_tasks). A measurement, not a test: nothing here
 # asserts a time.
 #   benchmarks/molecule_rerun.sh [SCENARIO]      (default k3s)
 set -euo pipefail
@@ -36,6 +37,10 @@ step() { # name: run one molecule step, print its wall time in seconds
   echo "$t1 - $t0" | bc
 }
 
+# Where the time goes: every task and role timed (their summaries end each
+# converge log).
+export ANSIBLE_CALLBACKS_ENABLED=homelab.gpu_stack.changes,ansible.posix.profile_tasks,ansible.posix.profile_roles
+export PROFILE_TASKS_TASK_OUTPUT_LIMIT=${PROFILE_TASKS_TASK_OUTPUT_LIMIT:-25}
 log "benchmark: scenario $scenario, run $run_id"
 step create 0 >/dev/null
 step prepare 0 >/dev/null
@@ -49,3 +54,5 @@ printf 'first converge      %.1f s\n' "$first"
 printf 'idempotent re-run   %.1f s\n' "$rerun"
 printf 'ratio re-run/first  %.2f\n' "$(echo "$rerun / $first" | bc -l)"
 printf 're-run changed      %d (over %d host recaps)\n' "$changed" "$nodes"
+printf 're-run, slowest tasks and roles (profile_tasks, profile_roles):\n'
+sed -n '/^PLAY RECAP/,$p' "$logs/converge.2.log" | grep -E ' -+ +[0-9.]+s$'

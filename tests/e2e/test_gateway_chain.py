@@ -109,7 +109,14 @@ def test_rendered_config_is_the_roles_and_chains_gpu_cpu_cloud(chain):
         {"tiny-a": ["cpu", "cloud"]}, {"tiny-b": ["cpu", "cloud"]}, {"cpu": ["cloud"]},
         {"cpu-via-fallback": ["cpu"]}]
     assert config["router_settings"]["num_retries"] == 0
-    groups = {m["model_name"]: m["litellm_params"] for m in config["model_list"]}
+    # one entry per group, the order-1 deployment where a group has two
+    groups = {m["model_name"]: m["litellm_params"] for m in reversed(config["model_list"])}
+    # the GPU model's group holds its next tier too, as the order-2 deployment
+    tiny_a = [m for m in config["model_list"] if m["model_name"] == "tiny-a"]
+    assert [(m["litellm_params"].get("order"), m["litellm_params"]["model"]) for m in tiny_a] == [
+        (1, "hosted_vllm/tiny-a"), (2, "openai/tiny-cpu")]
+    assert config["general_settings"]["background_health_check_model_groups"] == ["tiny-a", "tiny-b"]
+    assert tiny_a[1]["model_info"]["disable_background_health_check"] is True
     assert groups["tiny-a"]["model"] == "hosted_vllm/tiny-a"
     assert groups["tiny-a"]["timeout"] == GPU_TIMEOUT_S
     assert groups["cloud"]["api_key"] == "os.environ/LITELLM_TIER_CLOUD_API_KEY"

@@ -47,6 +47,9 @@ QUANT_ACT_DTYPES = {
     "fp8": ["bfloat16", "float16"],
     "compressed-tensors": ["float32", "float16", "bfloat16"],
 }
+# KV-cache dtypes (extra_args kv-cache-dtype) the planner can size; each is
+# one of the pinned vLLM's CacheDType (tests/unit/test_vllm_args_parser.py).
+KV_CACHE_DTYPES = ["auto", "float16", "bfloat16", "fp8", "fp8_e4m3", "fp8_e5m2"]
 # Strings YAML users write for booleans: vLLM's parser takes none of them.
 BOOL_WORDS = ("true", "false", "yes", "no", "on", "off")
 CACHE_KINDS = ["hostPath", "pvc"]
@@ -133,6 +136,19 @@ class SpecError(ValueError):
     """Raised with a message that names the offending variable."""
 
 
+def kind_of(value):
+    """What a YAML user wrote, in YAML's words (never a Python class name)."""
+    if isinstance(value, bool):
+        return "true/false"
+    if value is None:
+        return "nothing (null)"
+    for types, words in ((str, "a string"), ((int, float), "a number"), (dict, "a mapping"),
+                         ((list, tuple), "a list")):
+        if isinstance(value, types):
+            return words
+    return "a value of another kind"
+
+
 def _plain(value):
     """Plain dicts and lists: deep-copying Ansible's lazy containers (what a
     filter receives) copies their whole templating context, ~70 ms a model."""
@@ -145,7 +161,7 @@ def _plain(value):
 
 def _validate(options, value, where):
     if not isinstance(value, dict):
-        raise SpecError("%s: must be a mapping, got %s" % (where, type(value).__name__))
+        raise SpecError("%s: must be a mapping, got %s" % (where, kind_of(value)))
     # The validator fills nested defaults into the spec dicts it is given.
     result = ArgumentSpecValidator(copy.deepcopy(options)).validate(_plain(value))
     if result.error_messages:
@@ -201,8 +217,8 @@ def normalize_model(value, host, index):
     ctx = model["context_length"]
     if ctx != "auto":
         if isinstance(ctx, bool) or not isinstance(ctx, int) or ctx < 1:
-            raise SpecError("%s.context_length: must be a positive integer or 'auto', got %r"
-                            % (where, ctx))
+            raise SpecError("%s.context_length: must be a positive integer or 'auto', got %s"
+                            % (where, kind_of(ctx) if isinstance(ctx, bool) else repr(ctx)))
     if model["tensor_parallel_size"] < 1:
         raise SpecError("%s.tensor_parallel_size: must be at least 1, got %d"
                         % (where, model["tensor_parallel_size"]))
@@ -211,6 +227,9 @@ def normalize_model(value, host, index):
     elif model["node"] != host:
         raise SpecError("%s.node: %r differs from the host that lists the model; list it "
                         "under the host that serves it" % (where, model["node"]))
+    if model["cache"]["size_gib"] is not None and model["cache"]["size_gib"] <= 0:
+        raise SpecError("%s.cache.size_gib: must be positive (GiB the cache needs), got %s"
+                        % (where, model["cache"]["size_gib"]))
     if model["cache"]["kind"] == "hostPath":
         check_cache_path(model["cache"]["path"], where + ".cache.path", host)
     if model["served_name"] is None:
@@ -237,6 +256,10 @@ def check_vllm_rules(model, where):
     if quant in QUANT_ACT_DTYPES and dtype != "auto" and dtype not in QUANT_ACT_DTYPES[quant]:
         raise SpecError("%s.dtype: %s with quantization %s; vLLM runs %s only with %s (or auto)"
                         % (where, dtype, quant, quant, ", ".join(QUANT_ACT_DTYPES[quant])))
+    kv_dtype = model["extra_args"].get("kv-cache-dtype", "auto")
+    if kv_dtype not in KV_CACHE_DTYPES:
+        raise SpecError("%s.extra_args.kv-cache-dtype: %r is not one the planner can size (%s)"
+                        % (where, kv_dtype, ", ".join(KV_CACHE_DTYPES)))
     tp, shape = model["tensor_parallel_size"], model["shape"] or {}
     heads, kv_heads = shape.get("num_attention_heads"), shape.get("num_kv_heads")
     if heads and heads % tp:
@@ -259,7 +282,7 @@ def collect_models(hostvars, hosts):
         raw = (hostvars.get(host) or {}).get("gpu_stack_models") or []
         if not isinstance(raw, list):
             raise SpecError("gpu_stack_models on host %s: must be a list, got %s"
-                            % (host, type(raw).__name__))
+                            % (host, kind_of(raw)))
         for index, item in enumerate(raw):
             model = normalize_model(item, host, index)
             if model["name"] in seen_name:
@@ -289,6 +312,12 @@ def normalize_tiers(value):
         tier = _validate(TIER_OPTIONS, item, where)
         if tier["name"] in tiers:
             raise SpecError("%s.name: %r is defined twice" % (where, tier["name"]))
+        if not DNS_LABEL.match(tier["name"]) or len(tier["name"]) > 50:
+            raise SpecError("%s.name: %r must be a lowercase DNS label of at most 50 characters (letters, "
+                            "digits, '-'): it names the tier's model group, key variable and deployed objects"
+                            % (where, tier["name"]))
+        if tier["api_base"] and not re.match(r"https?://[^/\s]+", tier["api_base"]):
+            raise SpecError("%s.api_base: %r must be an http:// or https:// URL" % (where, tier["api_base"]))
         providers = TIER_PROVIDERS[tier["kind"]]
         if tier["provider"] is None:
             tier["provider"] = CPU_SERVER_PROVIDER[tier["deploy"]["server"]] if tier["deploy"] else providers[0]
@@ -330,9 +359,6 @@ def _normalize_deploy(tier, where):
     if tier["provider"] != provider:
         raise SpecError("%s.provider: a %s tier is reached as %r, not %r; leave provider out"
                         % (where, deploy["server"], provider, tier["provider"]))
-    if not DNS_LABEL.match(tier["name"]) or len(tier["name"]) > 50:
-        raise SpecError("%s.name: %r names the deployed tier's Kubernetes objects: a lowercase DNS label "
-                        "of at most 50 characters" % (where, tier["name"]))
     if deploy["server"] == "llama_cpp":
         name = deploy["model_file"] or ""
         if not name.endswith(".gguf") or "/" in name or name.startswith("."):

@@ -291,9 +291,20 @@ def plan(shape, vram_mib, dtype="auto", quantization=None, context_length="auto"
     """
     unknown = set(tunables) - set(DEFAULT_TUNABLES) - {"name"}
     if unknown:
-        raise PlanError("vram planner: unknown tunables %s" % ", ".join(sorted(unknown)))
+        raise PlanError("vllm_planner_tunables: unknown %s (known: %s)"
+                        % (", ".join(sorted(unknown)), ", ".join(sorted(DEFAULT_TUNABLES))))
     name = tunables.pop("name", None) or shape.get("name") or "model"
     tun = dict(DEFAULT_TUNABLES, **tunables)
+    # Shares of the card: above 1 would read as "the card is too small" below.
+    for key in ("gpu_memory_utilization", "max_utilization", "min_utilization"):
+        value = tun[key]
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not 0 < value <= 1):
+            raise PlanError("vllm_planner_tunables.%s: %s must be a share of the card, above 0 and at most 1"
+                            % (key, value))
+    if tun["min_utilization"] > tun["max_utilization"]:
+        raise PlanError("vllm_planner_tunables: min_utilization %s is above max_utilization %s"
+                        % (tun["min_utilization"], tun["max_utilization"]))
     missing = [key for key in SHAPE_REQUIRED if not shape.get(key)]
     if missing:
         raise PlanError("model %s: the shape lacks %s (give them in the model spec's shape, "

@@ -78,8 +78,13 @@ def known():
         except TypeError:
             dtypes = config.get_supported_act_dtypes(config)
         act_dtypes[method] = sorted(str(d).replace("torch.", "") for d in dtypes)
+    import typing
+
+    from vllm.config.cache import CacheDType
+
     return {
         "act_dtypes": act_dtypes,
+        "kv_cache_dtype": sorted(typing.get_args(CacheDType)),
         "quantization": sorted(QUANTIZATION_METHODS),
         "reasoning_parser": sorted(ReasoningParserManager.list_registered()),
         "tool_call_parser": sorted(ToolParserManager.list_registered()),

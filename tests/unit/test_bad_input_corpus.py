@@ -15,7 +15,7 @@ CASES = runner.load_cases()
 
 def test_corpus_is_large_enough_and_unique():
     ids = [c["id"] for c in CASES]
-    assert len(ids) >= 15
+    assert len(ids) >= 100
     assert len(ids) == len(set(ids)), "duplicate case ids"
 
 

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from ansible_collections.homelab.gpu_stack.plugins.filter.vllm import vllm_args, vram_plan
-from ansible_collections.homelab.gpu_stack.plugins.module_utils.model_spec import (QUANT_ACT_DTYPES, collect_models,
-                                                                                   public)
+from ansible_collections.homelab.gpu_stack.plugins.module_utils.model_spec import (KV_CACHE_DTYPES, QUANT_ACT_DTYPES,
+                                                                                   collect_models, public)
 
 ROOT = Path(__file__).resolve().parents[2]
 INVENTORIES = ["inventories/example", "inventories/local"]
@@ -88,6 +88,11 @@ def test_a_false_boolean_extra_arg_is_a_flag_vllm_takes(parsed):
     assert "--no-enable-prefix-caching" in lists["control:false-flag"]
     assert results["control:false-flag"]["ok"], results["control:false-flag"]["error"]
     assert not results["control:string-true"]["ok"]
+
+
+def test_kv_cache_dtypes_are_vllms(parsed):
+    """Every kv-cache-dtype model_spec accepts is one the pinned vLLM takes."""
+    assert set(KV_CACHE_DTYPES) <= set(parsed[1]["_known"]["kv_cache_dtype"])
 
 
 def test_quantization_dtypes_match_vllms(parsed):

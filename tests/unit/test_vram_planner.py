@@ -3,6 +3,7 @@
 """The VRAM planner's arithmetic and choices (the real-vLLM check is tests/e2e)."""
 
 import os
+import re
 import sys
 
 import pytest
@@ -139,7 +140,7 @@ def test_shape_gaps_are_named():
 
 
 def test_unknown_tunable_is_refused():
-    with pytest.raises(vp.PlanError, match="unknown tunables max_seqs"):
+    with pytest.raises(vp.PlanError, match="vllm_planner_tunables: unknown max_seqs"):
         vp.plan(QWEN05, 12288, max_seqs=4)
 
 
@@ -242,3 +243,14 @@ def test_the_example_nucs_rtx_3060_starts_its_8b_awq_model():
     assert plan["max_model_len"] <= found
     assert plan["kv_cache_tokens"] == pytest.approx(found, rel=0.03)
     assert 200 <= vp.cuda_reserved_estimate_mib(12288) <= 300
+
+
+@pytest.mark.parametrize("tunables, message", [
+    ({"gpu_memory_utilization": 1.2}, "vllm_planner_tunables.gpu_memory_utilization: 1.2 must be a share of the card"),
+    ({"max_utilization": 0}, "vllm_planner_tunables.max_utilization: 0 must be a share"),
+    ({"min_utilization": 0.9, "max_utilization": 0.8}, "min_utilization 0.9 is above max_utilization 0.8"),
+])
+def test_utilisation_tunables_are_shares_of_the_card(tunables, message):
+    """Not "the card is too small": the message names the tunable."""
+    with pytest.raises(vp.PlanError, match=re.escape(message)):
+        vp.plan(LLAMA8, 12288, **tunables)

@@ -20,6 +20,13 @@ done
 # ports 80/443 on every node.
 ln -sfn /dev/null "$root/etc/systemd/system/nginx.service"
 
+# sshd runs only as `sshd -i` per Ansible connection (molecule/ssh-hosts.yml),
+# never as a daemon on a port; it needs its privilege separation folder,
+# which the masked unit would otherwise make.
+ln -sfn /dev/null "$root/etc/systemd/system/ssh.service"
+ln -sfn /dev/null "$root/etc/systemd/system/ssh.socket"
+echo 'd /run/sshd 0755 root root -' > "$root/etc/tmpfiles.d/sshd.conf"
+
 # Each container gets its own machine id at first boot.
 : > "$root/etc/machine-id"
 rm -f "$root/var/lib/dbus/machine-id"

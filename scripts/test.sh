@@ -23,11 +23,16 @@ part ansible-lint  "ansible-lint --offline"
 part yamllint      "yamllint --strict ."
 part ruff          "ruff check \$(ls -d plugins tests benchmarks 2>/dev/null)"
 part sanity        "scripts/sanity.sh"
-# The real servers the e2e tests start: built once per pin set (cached by
-# hash), here rather than inside a test's time limit.
-part serving-venvs "scripts/venv-vllm.sh && scripts/venv-litellm.sh && scripts/venv-llamacpp.sh"
+# The real servers the e2e tests start and the node image Molecule runs: built
+# once per pin set or recipe (cached by hash), here rather than inside a
+# test's time limit. llama.cpp compiles on the CPU while the others mostly
+# download, so they run beside it.
+part builds "scripts/venv-llamacpp.sh & llamacpp=\$!; scripts/venv-vllm.sh && scripts/venv-litellm.sh && images/build.sh; rc=\$?; wait \$llamacpp && exit \$rc"
 # pytest exits 5 when a folder collects no test: that counts as a failure.
-for dir in unit render e2e; do
+# The unit tests (most of them ansible-playbook runs of the bad-input corpus)
+# run on both cores; render and e2e share module fixtures and real servers.
+part pytest-unit "pytest -q -p no:cacheprovider -n 2 tests/unit"
+for dir in render e2e; do
   part "pytest-$dir" "pytest -q -p no:cacheprovider tests/$dir"
 done
 scenarios=()

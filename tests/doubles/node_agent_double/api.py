@@ -1,18 +1,21 @@
-"""A small Kubernetes API client over urllib + ssl: only what a kubelet calls.
+"""A small Kubernetes API client over http.client + ssl: only what a kubelet calls.
 
 Two ways in, as on a k3s node: a kubeconfig with a client certificate (the
 kubelet's own kubeconfig), or the node token as Basic `node:<token>` with the
 cluster CA fetched from the server's /cacerts. When the token is a secure one
 (K10<sha256 of the CA bundle>::...), the fetched CA must hash to it, as the k3s
 agent checks; a plain token trusts the first CA it gets (k3s does the same).
+Each thread keeps one HTTP/1.1 connection open, as client-go does: a TLS
+handshake per poll would cost the sandbox's two cores more than the polls.
 """
 
 import base64
 import hashlib
+import http.client
 import json
 import os
 import ssl
-import urllib.error
+import threading
 import urllib.parse
 import urllib.request
 
@@ -47,6 +50,7 @@ class Client:
             raise ValueError("a kubeconfig or a token file is needed")
         ctx.load_verify_locations(cadata=ca_pem)
         self.ctx = ctx
+        self._local = threading.local()
 
     def _load_kubeconfig(self, path, tls_dir, ctx):
         with open(path) as f:
@@ -87,19 +91,42 @@ class Client:
                 raise ValueError("the server's /cacerts does not hash to the CA hash in the token")
         return pem.decode()
 
-    def request(self, method, path, body=None, query=None, ctype="application/json"):
-        url = self.server + path
-        if query:
-            url += "?" + urllib.parse.urlencode(query)
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(url, data=data, method=method, headers=dict(self.headers, Accept="application/json"))
-        if data is not None:
-            req.add_header("Content-Type", ctype)
+    def _send(self, method, target, data, headers):
+        """One request on this thread's kept-open connection; a connection the
+        server closed while idle is reopened once (the request never left)."""
+        conn = getattr(self._local, "conn", None)
+        reused = conn is not None
+        if conn is None:
+            split = urllib.parse.urlsplit(self.server)
+            conn = http.client.HTTPSConnection(split.hostname, split.port or 443, timeout=self.timeout,
+                                               context=self.ctx)
+            self._local.conn = conn
         try:
-            with urllib.request.urlopen(req, context=self.ctx, timeout=self.timeout) as r:
-                raw = r.read()
-        except urllib.error.HTTPError as e:
-            raise ApiError(e.code, e.read().decode(errors="replace")) from None
+            conn.request(method, target, body=data, headers=headers)
+            response = conn.getresponse()
+            return response.status, response.read()
+        except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+            conn.close()
+            self._local.conn = None
+            if not reused:
+                raise
+            return self._send(method, target, data, headers)
+        except (OSError, http.client.HTTPException):
+            conn.close()
+            self._local.conn = None
+            raise
+
+    def request(self, method, path, body=None, query=None, ctype="application/json"):
+        target = urllib.parse.urlsplit(self.server).path.rstrip("/") + path
+        if query:
+            target += "?" + urllib.parse.urlencode(query)
+        data = json.dumps(body).encode() if body is not None else None
+        headers = dict(self.headers, Accept="application/json")
+        if data is not None:
+            headers["Content-Type"] = ctype
+        status, raw = self._send(method, target, data, headers)
+        if status >= 400:
+            raise ApiError(status, raw.decode(errors="replace"))
         return json.loads(raw) if raw.strip() else None
 
     def get(self, path, query=None):

@@ -28,7 +28,8 @@ export MOLECULE_EPHEMERAL_DIRECTORY=$GPU_STACK_CACHE/molecule/$run_id
 # authorized_keys. Outside the ephemeral folder, which Molecule's destroy empties.
 export GPU_STACK_SSH_DIR=$GPU_STACK_CACHE/ssh/$run_id
 if [[ ! -f $GPU_STACK_SSH_DIR/id ]]; then
-  mkdir -p -m 0700 "$GPU_STACK_SSH_DIR"
+  mkdir -p "$GPU_STACK_SSH_DIR"
+  chmod 0700 "$GPU_STACK_SSH_DIR"
   ssh-keygen -q -t ed25519 -N '' -C "gpu-stack-$run_id" -f "$GPU_STACK_SSH_DIR/id"
 fi
 export MOLECULE_GLOB='molecule/*/molecule.yml'

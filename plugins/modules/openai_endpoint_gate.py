@@ -21,7 +21,7 @@ description:
     the step and the last error seen (connection refused, HTTP 503, a name missing
     from the list, an empty answer, a refused key), never only that time ran out.
   - With I(expect_fallback) the chat step passes only when a fallback answered (LiteLLM's
-    header C(x-litellm-attempted-fallbacks) at least 1): asked for a model group whose own
+    header C(x-litellm-attempted-fallbacks) at least 1). Asked for a model group whose own
     deployment cannot answer (the litellm role's C(<tier>-via-fallback) probes), it proves
     the gateway's fallback chain end to end, without LiteLLM's C(mock_testing_fallbacks)
     (which only C(dangerously_allow_mock_testing_request_params) would allow, for every key).

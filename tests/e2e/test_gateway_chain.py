@@ -222,6 +222,25 @@ def test_c_hung_gpu_tier_is_skipped_within_its_timeout(gateway):
         gateway.procs.resume(proc)
 
 
+def test_c_a_stream_to_a_hung_gpu_tier_falls_back_before_its_first_chunk(gateway):
+    """A stream that has not started when the GPU tier hangs is answered by the
+    CPU tier within the tier's timeout (+0.5 s), chunks and all."""
+    proc = gateway.vllm["tiny-b"]
+    gateway.procs.pause(proc)
+    try:
+        client = OpenAI(base_url=gateway.lite_base + "/v1", api_key=MASTER_KEY, timeout=60, max_retries=0)
+        start = time.monotonic()
+        raw = client.chat.completions.with_raw_response.create(
+            model="tiny-b", messages=[{"role": "user", "content": "Say hello."}], max_tokens=8, stream=True)
+        chunks = list(raw.parse())
+        took = time.monotonic() - start
+        assert raw.headers.get("x-litellm-model-api-base") == gateway.cpu_base, dict(raw.headers)
+        assert chunks and chunks[-1].choices[0].finish_reason in ("stop", "length"), chunks[-1:]
+        assert took <= GPU_TIMEOUT_S + 0.5, "the stream took %.2fs" % took
+    finally:
+        gateway.procs.resume(proc)
+
+
 def test_b_killed_gpu_tier_every_request_served_by_cpu(gateway):
     """Case b: vLLM killed (SIGKILL): no request fails, each is served by the CPU tier."""
     gateway.procs.kill(gateway.vllm["tiny-a"])

@@ -29,8 +29,9 @@ KEY = "sk-vllm-renderCheckKey0123456789"
 INVENTORIES = ["inventories/example", "inventories/local"]
 # Everything on: the per-model Ingresses (with vLLM's key) and the Secrets in
 # the folder. test_defaults_* render the shipped defaults.
+# (Secrets in the folder take a master key that is not the example's published one.)
 EVERYTHING = {"model_cache_hf_token": TOKEN, "vllm_ingress_enabled": True, "vllm_api_key": KEY,
-              "gpu_stack_render_secrets": True}
+              "gpu_stack_render_secrets": True, "litellm_master_key": "sk-renderCheckMaster0123456789abcd"}
 
 
 @pytest.fixture(scope="module", params=INVENTORIES)

@@ -246,8 +246,14 @@ def test_b_killed_gpu_tier_every_request_served_by_cpu(gateway):
     gateway.procs.kill(gateway.vllm["tiny-a"])
     served_by = [ask(gateway, "tiny-a").headers.get("x-litellm-model-api-base") for attempt in range(20)]
     assert served_by == [gateway.cpu_base] * 20
-    # The other model still reaches its own GPU-tier vLLM.
-    headers = ask(gateway, "tiny-b").headers
+    # The other model still reaches its own GPU-tier vLLM, once LiteLLM's health
+    # check has seen it answer again after the hangs of the c cases (every 5 s).
+    deadline = time.monotonic() + 20
+    while True:
+        headers = ask(gateway, "tiny-b").headers
+        if headers.get("x-litellm-model-api-base") == gateway.vllm_base["tiny-b"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
     assert headers.get("x-litellm-model-api-base") == gateway.vllm_base["tiny-b"]
 
 

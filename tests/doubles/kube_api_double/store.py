@@ -501,8 +501,18 @@ class Store:
             return copy.deepcopy(new)
 
     def system_update(self, rt, obj):
+        """A controller's write of an object it read: as against the real API
+        (a resourceVersion precondition, 409 on a stale read), it is dropped
+        when the object changed since, and the controller's next pass works
+        from the new one. Written blindly, a status update computed from a
+        stale copy undid a scale or an apply that landed in between."""
         md = obj["metadata"]
-        return self._raw_update(rt, (rt.group, rt.plural, md.get("namespace", "") if rt.namespaced else "", md["name"]), obj)
+        key = (rt.group, rt.plural, md.get("namespace", "") if rt.namespaced else "", md["name"])
+        with self.lock:
+            current = self.objects.get(key)
+            if current is not None and md.get("resourceVersion") not in (None, current["metadata"].get("resourceVersion")):
+                return None
+            return self._raw_update(rt, key, obj)
 
     def system_remove(self, rt, obj):
         with self.lock:

@@ -12,10 +12,10 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import difflib
+
 from ansible_collections.homelab.gpu_stack.plugins.module_utils.model_spec import (
     DNS_LABEL, DNS_SUBDOMAIN, SpecError, collect_models, normalize_gpu, normalize_tiers, public, route_models)
-
-import difflib
 
 K3S_GROUPS = ("k3s_servers", "k3s_agents")
 

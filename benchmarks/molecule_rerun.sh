@@ -8,6 +8,7 @@
 # (ansible.posix.profile_tasks). A measurement, not a test: nothing here
 # asserts a time.
 #   benchmarks/molecule_rerun.sh [SCENARIO]      (default k3s)
+# GPU_STACK_BENCH_LOGS=DIR keeps the step logs there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scenario=${1:-k3s}
@@ -19,6 +20,7 @@ cleanup() {
   trap - EXIT INT TERM
   molecule destroy -s "$scenario" >"$logs/destroy.log" 2>&1 || true
   molecule_env_cleanup
+  if [[ -n ${GPU_STACK_BENCH_LOGS:-} ]]; then mkdir -p "$GPU_STACK_BENCH_LOGS" && cp "$logs"/*.log "$GPU_STACK_BENCH_LOGS"/; fi
   rm -rf "$logs"
   exit "$rc"
 }

@@ -7,7 +7,7 @@
 # What it imitates:
 #   * flags --web.listen-address, --web.telemetry-path, --nvidia-smi-command
 #     and --collect.compute-apps; any other flag is refused (exit 1).
-#   * GET <telemetry path>: on each scrape it runs nvidia-smi (the command
+#   * GET <telemetry path>: the last collection; every second it runs nvidia-smi (the command
 #     given, in tests tests/doubles/nvidia-smi-double) for the GPU fields and,
 #     with --collect.compute-apps, for the compute apps, and prints the
 #     families below in the exporter's names, units (MiB -> bytes, % -> ratio)
@@ -23,7 +23,7 @@
 #     same families as the exporter's own golden output for a GeForce card
 #     prints them, and a unit test holds the two together.
 # What it cannot show: the exporter's AUTO field discovery (it asks for a
-# fixed field list; the real one exports ~90 series per card), its background
-# collection and timeouts, the NVML backend, or that the container sees the
+# fixed field list; the real one exports ~90 series per card), its collection
+# interval flags and timeouts, the NVML backend, or that the container sees the
 # card and the host's PIDs (runtimeClassName nvidia and hostPID in the
 # DaemonSet are checked only against the schema).

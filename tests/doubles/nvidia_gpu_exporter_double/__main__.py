@@ -7,6 +7,8 @@
 import csv
 import subprocess
 import sys
+import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 TELEMETRY = ("uuid", "index", "name", "driver_version", "memory.total", "memory.used",
@@ -104,13 +106,23 @@ def render(command, apps):
 def main(argv):
     opts, apps = parse(argv)
     host, _, port = opts["--web.listen-address"].rpartition(":")
+    # Collected in the background, as the exporter does since v1.x: a scrape
+    # is answered from the last collection, never waits on nvidia-smi.
+    latest = [render(opts["--nvidia-smi-command"], apps)]
+
+    def collect():
+        while True:
+            time.sleep(1)
+            latest[0] = render(opts["--nvidia-smi-command"], apps)
+
+    threading.Thread(target=collect, daemon=True).start()
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):  # noqa: N802 - http.server's name
             if self.path.split("?")[0] != opts["--web.telemetry-path"]:
                 self.send_error(404)
                 return
-            body = render(opts["--nvidia-smi-command"], apps).encode()
+            body = latest[0].encode()
             self.send_response(200)
             self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
             self.send_header("Content-Length", str(len(body)))

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from ansible_collections.homelab.gpu_stack.plugins.filter.status_page import status_page_html, vllm_cache_config
 from ansible_collections.homelab.gpu_stack.plugins.module_utils import model_spec, vram_planner
 from openai import OpenAI
 
@@ -230,3 +231,17 @@ def test_planned_bytes_are_the_planners(stack):
     assert [r["labels"]["model"] for r in rule] == [MODEL]
     got = prom_query(stack.prom_base, 'gpu_stack:model_planned_vram_bytes{part="kv_cache"}')
     assert [float(r["value"][1]) for r in got] == [float(rule[0]["expr"][len("vector("):-1])]
+
+
+def test_status_page_sets_what_vllm_reports_against_the_plan(stack):
+    """The summary's page filters on this vLLM's real /metrics: its KV cache beside the plan's."""
+    with urllib.request.urlopen(stack.vllm_base + "/metrics", timeout=30) as answer:
+        reported = vllm_cache_config(answer.read().decode())
+    assert reported["num_gpu_blocks"] > 0 and reported["block_size"] > 0, reported
+    planned = next(int(r["expr"][len("vector("):-1]) for g in stack.rendered["rules"]["groups"] for r in g["rules"]
+                   if r["record"] == "gpu_stack:model_planned_kv_cache_tokens")
+    page = status_page_html({"mode": "ml", "models": [{
+        "name": MODEL, "served_name": MODEL, "node": NODE, "state": "serving", "answering": "gpu (vLLM)",
+        "route": ["gpu", "cpu"], "plan": {"kv_cache_tokens": planned}, "reported": reported}]})
+    # The CPU build sizes its cache from VLLM_CPU_KVCACHE_SPACE, not the card: the page shows the gap.
+    assert "%d of %d planned" % (reported["num_gpu_blocks"] * reported["block_size"], planned) in page

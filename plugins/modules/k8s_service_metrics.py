@@ -95,18 +95,17 @@ except ImportError:
 
 def read(api_client, namespace, name, port, path):
     """(ok, text, error) of one GET through the service proxy."""
+    from kubernetes import client
     from kubernetes.client.exceptions import ApiException
 
-    url = "/api/v1/namespaces/%s/services/%s:%s/proxy/%s" % (namespace, name, port, path)
     try:
-        resp = api_client.call_api(url, "GET", auth_settings=["BearerToken"], _preload_content=False,
-                                   _request_timeout=30)
+        resp = client.CoreV1Api(api_client).connect_get_namespaced_service_proxy_with_path(
+            "%s:%s" % (name, port), namespace, path, _preload_content=False, _request_timeout=30)
     except ApiException as exc:
         return False, "", "API answered %s %s" % (exc.status, exc.reason)
     except Exception as exc:  # noqa: BLE001 - urllib3 errors: refused, TLS, DNS
         return False, "", "cannot reach the API server: %s" % exc
-    response = resp[0] if isinstance(resp, tuple) else resp
-    return True, response.data.decode("utf-8", "replace"), None
+    return True, resp.data.decode("utf-8", "replace"), None
 
 
 def main():

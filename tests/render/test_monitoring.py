@@ -164,5 +164,8 @@ def test_rules_pass_promtool_and_carry_the_plan(deploy, tmp_path):
      "monitoring_namespace must be a DNS label (got Monitoring)"),
 ])
 def test_bad_input_fails_naming_the_variable(tmp_path, extra, message):
-    out = render(tmp_path, extra, expect_ok=False)
+    master_key = "sk-master-" + "canary-0b9d7e31"
+    out = render(tmp_path, dict(extra, litellm_master_key=master_key), expect_ok=False)
     assert message in out
+    # The failure prints the argument spec: the key and password stay out of it.
+    assert master_key not in out and PASSWORD not in out

@@ -64,8 +64,12 @@ def _plan_vs_reported(plan, reported):
 _STATE_CLASS = {"serving": "ok", "scaled to 0": "idle"}
 
 
+def _e(value):
+    return escape("%s" % ("-" if value is None else value))
+
+
 def status_page_html(status):
-    e = lambda value: escape("%s" % ("-" if value is None else value))  # noqa: E731
+    e = _e
     rows = []
     for model in status.get("models") or []:
         plan, reported = model.get("plan") or {}, model.get("reported") or {}

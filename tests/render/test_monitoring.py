@@ -21,7 +21,8 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
-from test_addons import ANSIBLE_PLAYBOOK, FIXTURES, ROOT, helmchart_schema, k8s_version  # noqa: F401
+from test_addons import ANSIBLE_PLAYBOOK, FIXTURES, ROOT, k8s_version
+from test_addons import helmchart_schema  # noqa: F401 pylint: disable=unused-import  # a fixture, used by name
 
 PLAYBOOK = FIXTURES + "/monitoring-render.yml"
 PASSWORD = "grafana-" + "canary-5e1f0a7c"

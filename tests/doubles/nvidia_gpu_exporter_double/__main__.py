@@ -31,7 +31,7 @@ OPTIONS = {"--web.listen-address": "127.0.0.1:9835", "--web.telemetry-path": "/m
 def parse(argv):
     opts, apps = dict(OPTIONS), False
     for arg in argv:
-        name, _, value = arg.partition("=")
+        name, _sep, value = arg.partition("=")
         if arg == "--collect.compute-apps":
             apps = True
         elif name in OPTIONS and value:
@@ -71,9 +71,9 @@ def render(command, apps):
     gpus = [dict(zip(TELEMETRY, r)) for r in rows] if ok else []
     out += ["# HELP nvidia_smi_gpu_info A metric with a constant '1' value labeled by gpu uuid, name, "
             "driver_version, index.", "# TYPE nvidia_smi_gpu_info gauge"]
-    out += ["nvidia_smi_gpu_info{%s} 1" % _labels([("driver_version", g["driver_version"]), ("index", g["index"]),
-                                                    ("name", g["name"]), ("uuid", _uuid(g["uuid"]))])
-            for g in gpus]
+    out += ["nvidia_smi_gpu_info{%s} 1" % _labels(
+        [("driver_version", g["driver_version"]), ("index", g["index"]), ("name", g["name"]), ("uuid", _uuid(g["uuid"]))])
+        for g in gpus]
     for family, field, factor, help_text in GAUGES:
         out += ["# HELP %s %s" % (family, help_text), "# TYPE %s gauge" % family]
         for gpu in gpus:
@@ -105,7 +105,7 @@ def render(command, apps):
 
 def main(argv):
     opts, apps = parse(argv)
-    host, _, port = opts["--web.listen-address"].rpartition(":")
+    host, _sep, port = opts["--web.listen-address"].rpartition(":")
     # Collected in the background, as the exporter does since v1.x: a scrape
     # is answered from the last collection, never waits on nvidia-smi.
     latest = [render(opts["--nvidia-smi-command"], apps)]

@@ -46,6 +46,11 @@ log "demo: ansible-playbook playbooks/render.yml -i inventories/example -> rende
 ansible-playbook playbooks/render.yml -i inventories/example -e gpu_stack_render_dir="$PWD/rendered/example" \
   -e ansible_connection=local >/dev/null
 
+# The summary stage's one-page status (and the picture it links), kept after
+# the sandbox is gone.
+mkdir -p rendered/sandbox
+cp "$MOLECULE_EPHEMERAL_DIRECTORY"/rendered/{status.html,topology.svg} rendered/sandbox/ 2>/dev/null || true
+
 server=$(podman inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' gs-server)
 key=$(sed -n 's/^litellm_master_key: //p' inventories/local/group_vars/all/main.yml)
 cat <<MSG
@@ -56,7 +61,13 @@ NVIDIA toolkit, k3s, the GPU add-ons, the model cache, vLLM (tiny-chat, CPU
 build) and the LiteLLM gateway behind the Ingress, falling back to the cpu tier
 and the cloud stand-in on gs-cpu. Not k3s: the cluster is made of doubles
 (tests/doubles); README.md says what they cannot show.
+
+Status page (each model's state, plan vs what vLLM reported, the tier
+answering, the URLs): file://$PWD/rendered/sandbox/status.html
 MSG
+if [[ -f rendered/sandbox/status.html && -n ${DISPLAY:-} ]] && command -v xdg-open >/dev/null; then
+  xdg-open rendered/sandbox/status.html >/dev/null 2>&1 || true
+fi
 if [[ -n ${GPU_STACK_DEMO_KEEP:-} ]]; then
   cat <<MSG
 

@@ -16,6 +16,7 @@ Reuse:
     tiny_model_dir, tiny_gguf (session)               the generated model
     start_vllm, start_llamacpp, start_litellm         factories (session)
     render_litellm_config(dest, models, tiers, extra_vars)  the role's template
+    run_render_playbook(playbook, models, tiers, extra_vars, workdir)  any role's render tasks
     wait_http(url, deadline, proc=None)
 """
 
@@ -138,23 +139,22 @@ def start_litellm(procs, litellm_venv):
     return start
 
 
-def render_litellm_config(dest, models, tiers, extra_vars=None, workdir=None):
-    """Render config.yaml with roles/litellm's own template (tasks_from=render_config).
+def run_render_playbook(playbook, models, tiers, extra_vars=None, workdir=None, gpu_vram_mib=1024):
+    """Run a rendering playbook (its text) against a one-GPU-worker inventory.
 
-    ``models``: raw model specs (as in gpu_stack_models) of one GPU worker;
-    ``tiers``: gpu_stack_tiers; ``extra_vars``: e.g. litellm_master_key,
-    litellm_model_api_bases. Returns the ansible-playbook output.
+    ``models``: raw model specs (as in gpu_stack_models) of that worker, e2e-gpu;
+    ``tiers``: gpu_stack_tiers; ``extra_vars`` are passed from a 0600 file that
+    is removed afterwards (they may hold keys). Returns the ansible output.
     """
-    workdir = Path(workdir or Path(dest).parent)
+    workdir = Path(workdir)
     inventory = {"all": {"children": {"gpu_workers": {"hosts": {"e2e-gpu": {
         "gpu_stack_models": models,
-        "gpu_stack_gpu": {"model": "none (e2e)", "vram_mib": 1024, "count": 1}}}}}}}
+        "gpu_stack_gpu": {"model": "none (e2e)", "vram_mib": gpu_vram_mib, "count": 1}}}}}}}
     (workdir / "inventory.json").write_text(json.dumps(inventory))
-    variables = dict(extra_vars or {}, gpu_stack_tiers=tiers, litellm_config_path=str(dest))
     varfile = workdir / "render-vars.json"
-    varfile.write_text(json.dumps(variables))
+    varfile.write_text(json.dumps(dict(extra_vars or {}, gpu_stack_tiers=tiers)))
     varfile.chmod(0o600)
-    (workdir / "render.yml").write_text(_RENDER_PLAYBOOK)
+    (workdir / "render.yml").write_text(playbook)
     env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
     proc = subprocess.run(
         [str(Path(sys.executable).with_name("ansible-playbook")), "-i", str(workdir / "inventory.json"),
@@ -163,8 +163,19 @@ def render_litellm_config(dest, models, tiers, extra_vars=None, workdir=None):
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
     varfile.unlink()
     if proc.returncode != 0:
-        pytest.fail("rendering the LiteLLM config failed:\n%s" % (proc.stdout + proc.stderr)[-4000:])
+        pytest.fail("rendering failed:\n%s" % (proc.stdout + proc.stderr)[-4000:])
     return proc.stdout + proc.stderr
+
+
+def render_litellm_config(dest, models, tiers, extra_vars=None, workdir=None):
+    """Render config.yaml with roles/litellm's own template (tasks_from=render_config).
+
+    ``models``: raw model specs (as in gpu_stack_models) of one GPU worker;
+    ``tiers``: gpu_stack_tiers; ``extra_vars``: e.g. litellm_master_key,
+    litellm_model_api_bases. Returns the ansible-playbook output.
+    """
+    return run_render_playbook(_RENDER_PLAYBOOK, models, tiers, dict(extra_vars or {}, litellm_config_path=str(dest)),
+                               workdir or Path(dest).parent)
 
 
 def run_module(module, args, check=False):
@@ -191,6 +202,7 @@ class Helpers:
     free_port = staticmethod(free_port)
     wait_http = staticmethod(wait_http)
     render_litellm_config = staticmethod(render_litellm_config)
+    run_render_playbook = staticmethod(run_render_playbook)
     run_module = staticmethod(run_module)
     litellm_env = staticmethod(litellm_env)
     vllm_env = staticmethod(vllm_env)

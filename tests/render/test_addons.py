@@ -6,7 +6,8 @@ The role's own tasks build the objects from the inventories (no cluster);
 HelmCharts are checked against helm-controller's CRD schema, core objects
 against the Kubernetes OpenAPI schema of the pinned k3s (kubernetes-validate,
 strict), then what the objects mean is checked: the NetworkPolicy, the
-taint/toleration pairing with the k3s roles, time-slicing, TLS, dashboard.
+taint/toleration pairing with the k3s roles, time-slicing, TLS (the dashboards
+are the monitoring role's: test_monitoring.py).
 """
 
 import base64
@@ -527,20 +528,6 @@ def test_community_crypto_makes_a_ca_signed_tls_secret(crypto):
 
 def test_tls_secret_is_not_rendered_unless_asked(local):
     assert not [o for o in local["objects"] if o["kind"] == "Secret"]
-
-
-# --- dashboard -------------------------------------------------------------------
-
-def test_dashboard_configmap_is_picked_up_and_plots_vllm_metrics(local):
-    configmap = one(local, "ConfigMap", "gpu-stack-vllm-dashboard")
-    assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
-    dashboard = json.loads(configmap["data"]["vllm.json"])
-    exprs = " ".join(t["expr"] for p in dashboard["panels"] for t in p["targets"])
-    for metric in ("vllm:generation_tokens_total", "vllm:kv_cache_usage_perc", "vllm:num_requests_waiting",
-                   "vllm:time_to_first_token_seconds_bucket"):
-        assert metric in exprs
-    ids = [p["id"] for p in dashboard["panels"]]
-    assert len(ids) == len(set(ids))
 
 
 # --- bad input -----------------------------------------------------------------

@@ -63,6 +63,8 @@
 #     garbage collection by ownerReferences (background; Orphan honoured;
 #     Foreground treated as background); Endpoints for Services with a
 #     selector; the ServiceAccount token controller for token Secrets.
+#   * GET services/NAME[:PORT]/proxy/PATH: forwarded to the Service's first
+#     ready endpoint (plain HTTP), as the API server's service proxy does.
 #   * POST /v1-k3s-double/nodes/<name> (DOUBLE-ONLY, Basic node:<token>):
 #     what a k3s agent's kubelet does: registers the Node (labels and
 #     taints only at creation) and posts its status heartbeat.

@@ -9,8 +9,10 @@ import ssl
 import sys
 import time
 import traceback
+import urllib.error
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import yaml
 
@@ -207,6 +209,8 @@ class Handler(BaseHTTPRequestHandler):
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         name = parts[1] if len(parts) > 1 else None
         sub = parts[2] if len(parts) > 2 else ""
+        if rt.kind == "Service" and sub == "proxy":
+            return self._service_proxy(method, ns, name, "/".join(parts[3:]))
         if len(parts) > 3 or (sub and sub not in rt.subresources):
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         dry = self.q.get("dryRun") == "All"
@@ -284,6 +288,26 @@ class Handler(BaseHTTPRequestHandler):
             return parse_label_selector(self.q.get("labelSelector")), parse_field_selector(self.q.get("fieldSelector"), rt.kind)
         except SelectorError as e:
             raise ApiError(400, "BadRequest", str(e))
+
+    def _service_proxy(self, method, ns, ref, path):
+        """services/NAME[:PORT]/proxy/PATH: a GET to the Service's first ready endpoint (its Endpoints
+        object), as the API server's proxy sends it; no other method, no websockets."""
+        if method != "GET":
+            raise ApiError(405, "MethodNotAllowed", "the double's service proxy only GETs")
+        name, _sep, port = unquote(ref).partition(":")  # clients send the colon as %3A
+        endpoints = self.api.store.get_obj(self.api.store.rtype("", "v1", "endpoints"), ns, name) or {}
+        subset = (endpoints.get("subsets") or [{}])[0]
+        ports = [p for p in subset.get("ports") or [] if not port or port in (p.get("name"), str(p["port"]))]
+        if not subset.get("addresses") or not ports:
+            raise ApiError(503, "ServiceUnavailable", 'no endpoints available for service "%s"' % name)
+        url = "http://%s:%d/%s" % (subset["addresses"][0]["ip"], ports[0]["port"], path)
+        try:
+            with urllib.request.urlopen(url, timeout=30) as answer:
+                return self._send(200, answer.read(), answer.headers.get("Content-Type", "text/plain"))
+        except urllib.error.HTTPError as exc:
+            return self._send(exc.code, exc.read(), exc.headers.get("Content-Type", "text/plain"))
+        except OSError as exc:
+            raise ApiError(503, "ServiceUnavailable", "error trying to reach service: %s" % exc)
 
     def _list(self, rt, ns):
         lreq, freq = self._selectors(rt)

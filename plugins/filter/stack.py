@@ -1,0 +1,119 @@
+# -*- coding: utf-8 -*-
+# Copyright: homelab.gpu_stack contributors
+# Apache License 2.0 (see LICENSE)
+"""The stack model filter: preflight's one compile of the inventory (module_utils/stack_model.py)."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+name: stack_model
+short_description: Compile the normalised inventory into the stack model every stage reads
+description:
+  - Resolves each model's shape from its own config.json (the node's cache, the Hugging Face
+    Hub from the controller, the folder C(gpu_stack_model_configs), or a complete C(shape)
+    in the spec, in that order), plans it once on its card and builds its vLLM arguments,
+    mode, replicas, labels and Service; and the gateway's tiers and routes. No secret enters it.
+  - Fails naming the model spec's path when no source gives a complete shape, or the card cannot hold the model.
+positional: _input
+options:
+  _input:
+    description: The normalised inventory (C(homelab.gpu_stack.inventory_check)).
+    type: dict
+    required: true
+  node_configs:
+    description: C({model name: {config, weight_bytes}}) read on the nodes (C(homelab.gpu_stack.model_cache_configs)).
+    type: dict
+  config_folder:
+    description: A folder of config.json files in the Hugging Face cache layout (C(gpu_stack_model_configs)).
+    type: path
+  hub:
+    description: Ask the Hugging Face Hub for config.json (never with C(HF_HUB_OFFLINE=1) in the controller's environment).
+    type: bool
+    default: true
+  hub_endpoint:
+    description: The Hub's URL; C(HF_ENDPOINT) from the environment when not given.
+    type: str
+  hub_token:
+    description: The Hugging Face token, for gated repositories.
+    type: str
+  tunables:
+    description: Planner overrides (C(vllm_planner_tunables)).
+    type: dict
+  port:
+    description: vLLM's port (C(vllm_port)).
+    type: int
+  namespace:
+    description: The namespace the Services live in.
+    type: str
+  node_names:
+    description: C({host: Kubernetes node name}).
+    type: dict
+"""
+
+EXAMPLES = r"""
+- name: Compile the stack model
+  ansible.builtin.set_fact:
+    gpu_stack_model: "{{ preflight_inventory | homelab.gpu_stack.stack_model(config_folder=gpu_stack_model_configs) }}"
+"""
+
+RETURN = r"""
+_value:
+  description: C(models) (spec, node, node_name, gpu, shape, shape_source, plan, args, active, replicas,
+    strategy, labels, selector, service, cache_gib, route), C(gateway) (tiers, gpu_tiers, routes, chains,
+    key_env), C(mode), C(modes), C(namespace), C(vllm_port), C(node_names).
+  type: dict
+"""
+
+import os
+
+from ansible.errors import AnsibleFilterError
+from ansible.module_utils.urls import open_url
+
+from ansible_collections.homelab.gpu_stack.plugins.module_utils import model_config, stack_model as sm
+from ansible_collections.homelab.gpu_stack.plugins.module_utils.model_spec import SpecError
+
+HUB_TIMEOUT_S = 5
+
+
+def _fetch(url, headers):
+    return open_url(url, headers=headers, timeout=HUB_TIMEOUT_S, follow_redirects="all").read()
+
+
+def hub_lookup(endpoint=None, token=None, fetch=_fetch):
+    """(repo, revision) -> config dict or None; the first unreachable answer turns the hub off
+    for the rest of the run, so an offline controller waits once, not once per model."""
+    endpoint = endpoint or os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
+    state = {"online": True}
+
+    def lookup(repo, revision):
+        if not state["online"]:
+            return None
+        config = model_config.hub_config(repo, revision, fetch, endpoint, token)
+        if config is None:
+            state["online"] = False
+        return config
+    return lookup
+
+
+def stack_model(view, node_configs=None, config_folder=None, hub=True, hub_endpoint=None, hub_token=None,
+                tunables=None, port=None, namespace=None, node_names=None):
+    offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+    lookup = hub_lookup(hub_endpoint, hub_token or None) if hub and not offline else None
+    try:
+        return sm.compile_stack(view, node_configs=node_configs, hub=lookup, config_folder=config_folder or None,
+                                tunables=tunables, port=int(port or sm.VLLM_PORT), namespace=namespace or "llm",
+                                names=node_names)
+    except SpecError as exc:
+        raise AnsibleFilterError(str(exc))
+
+
+def stack_node_names(hostvars, hosts, overrides=None):
+    """{host: Kubernetes node name} for ``hosts`` (k3s_node_name, else the host; ``overrides`` first)."""
+    return sm.node_names(hosts, dict((h, (hostvars.get(h) or {}).get("k3s_node_name")) for h in hosts), overrides)
+
+
+class FilterModule(object):
+    def filters(self):
+        return {"stack_model": stack_model, "stack_node_names": stack_node_names}

@@ -47,8 +47,15 @@ options:
   namespace:
     description: The namespace the Services live in.
     type: str
-  node_names:
-    description: C({host: Kubernetes node name}).
+  hosts:
+    description: The cluster's inventory hosts (k3s servers, agents, GPU workers).
+    type: list
+    elements: str
+  k3s_node_names:
+    description: C({host: k3s_node_name}) where the inventory sets one.
+    type: dict
+  node_name_overrides:
+    description: C({host: Kubernetes node name}) that win over both (C(vllm_node_names)).
     type: dict
 """
 
@@ -98,22 +105,17 @@ def hub_lookup(endpoint=None, token=None, fetch=_fetch):
 
 
 def stack_model(view, node_configs=None, config_folder=None, hub=True, hub_endpoint=None, hub_token=None,
-                tunables=None, port=None, namespace=None, node_names=None):
+                tunables=None, port=None, namespace=None, hosts=None, k3s_node_names=None, node_name_overrides=None):
     offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
     lookup = hub_lookup(hub_endpoint, hub_token or None) if hub and not offline else None
     try:
         return sm.compile_stack(view, node_configs=node_configs, hub=lookup, config_folder=config_folder or None,
                                 tunables=tunables, port=int(port or sm.VLLM_PORT), namespace=namespace or "llm",
-                                names=node_names)
+                                names=sm.node_names(hosts or [], k3s_node_names, node_name_overrides))
     except SpecError as exc:
         raise AnsibleFilterError(str(exc))
 
 
-def stack_node_names(hostvars, hosts, overrides=None):
-    """{host: Kubernetes node name} for ``hosts`` (k3s_node_name, else the host; ``overrides`` first)."""
-    return sm.node_names(hosts, dict((h, (hostvars.get(h) or {}).get("k3s_node_name")) for h in hosts), overrides)
-
-
 class FilterModule(object):
     def filters(self):
-        return {"stack_model": stack_model, "stack_node_names": stack_node_names}
+        return {"stack_model": stack_model}

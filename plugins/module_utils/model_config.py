@@ -160,9 +160,13 @@ def resolve_shape(model, node_config=None, hub=None, folder=None):
     if not model["source"].startswith("/"):
         candidates.append(("hub", lambda: hub(model["source"], model["revision"]) if hub else None))
     candidates.append(("folder", lambda: folder_config(folder, model["source"], model["revision"])))
+    if folder is None:
+        tried.append(("folder", "gpu_stack_model_configs is not set"))
     for name, get in candidates:
         config = get()
         if config is None:
+            if name == "folder" and folder:
+                tried.append((name, "%s has no config.json for %s" % (folder, model["source"])))
             continue
         try:
             shape = shape_from_hf_config(config, node_config.get("weight_bytes") if name == "node" else None)

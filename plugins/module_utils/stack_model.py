@@ -217,5 +217,5 @@ def compile_stack(view, node_configs=None, hub=None, config_folder=None, tunable
         "key_env": dict((name, key_env(name)) for name, t in view["tiers"].items() if t.get("has_api_key")),
     }
     return {"mode": mode, "modes": view["modes"], "namespace": namespace, "vllm_port": port,
-            "node_names": names, "labels": dict((c, labels(c)) for c in COMPONENTS),
+            "node_names": names, "gpus": view["gpus"], "labels": dict((c, labels(c)) for c in COMPONENTS),
             "models": models, "gateway": gateway}

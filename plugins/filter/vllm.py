@@ -62,7 +62,7 @@ def vram_plan(model, gpu, config_shape=None, tunables=None):
     if not isinstance(model, dict) or "name" not in model:
         raise AnsibleFilterError("vram_plan: expects one normalised model spec, got %r"
                                  % (type(model).__name__,))
-    where = "gpu_stack_models: model %s on host %s" % (model["name"], model.get("node") or "?")
+    where = "gpu_stack_models on host %s" % (model.get("node") or "?")
     gpu = gpu or {}
     if not gpu.get("vram_mib"):
         raise AnsibleFilterError("gpu_stack_gpu.vram_mib on host %s: not set (%s)" % (model.get("node"), where))

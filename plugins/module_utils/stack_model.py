@@ -143,10 +143,8 @@ def plan_model(model, shape, gpu, tunables=None, where=None):
                                  tensor_parallel_size=model.get("tensor_parallel_size") or 1,
                                  name=model["name"], **tun)
     except vram_planner.PlanError as exc:
-        message = str(exc)
-        # The planner's messages start with "model <name>"; say where it is listed.
-        prefix = "model %s" % model["name"]
-        raise SpecError(where + message[len(prefix):] if message.startswith(prefix) else "%s: %s" % (where, message))
+        # The planner's messages name the model; say where it is listed first.
+        raise SpecError("%s: %s" % (where, exc))
 
 
 def cache_gib(model, shape):

@@ -62,7 +62,7 @@ options:
 EXAMPLES = r"""
 - name: Compile the stack model
   ansible.builtin.set_fact:
-    gpu_stack_model: "{{ preflight_inventory | homelab.gpu_stack.stack_model(config_folder=gpu_stack_model_configs) }}"
+    gpu_stack_compiled: "{{ preflight_inventory | homelab.gpu_stack.stack_model(config_folder=gpu_stack_model_configs) }}"
 """
 
 RETURN = r"""

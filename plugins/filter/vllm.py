@@ -68,8 +68,8 @@ def vram_plan(model, gpu, config_shape=None, tunables=None):
         raise AnsibleFilterError("gpu_stack_gpu.vram_mib on host %s: not set (%s)" % (model.get("node"), where))
     tp = model.get("tensor_parallel_size") or 1
     if tp > (gpu.get("count") or 1):
-        raise AnsibleFilterError("%s: tensor_parallel_size %d GPUs asked, the node has %d"
-                                 % (where, tp, gpu.get("count") or 1))
+        raise AnsibleFilterError("%s: model %s: tensor_parallel_size %d GPUs asked, the node has %d"
+                                 % (where, model["name"], tp, gpu.get("count") or 1))
     shape = dict(model.get("shape") or {}, **(config_shape or {}))
     try:
         return stack_model.plan_model(model, shape, gpu, tunables, where)

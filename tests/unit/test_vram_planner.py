@@ -190,19 +190,19 @@ def test_extra_args_replace_planned_flags_and_reach_the_planner():
 
 
 def test_filter_refuses_more_gpus_than_the_node_has():
-    with pytest.raises(AnsibleFilterError, match=r"gpu_stack_models: model llama-8b on host nuc: tensor_parallel_size 2 GPUs asked, the node has 1"):
+    with pytest.raises(AnsibleFilterError, match=r"gpu_stack_models on host nuc: model llama-8b: tensor_parallel_size 2 GPUs asked, the node has 1"):
         vram_plan(dict(SPEC, tensor_parallel_size=2), GPU12)
 
 
 def test_filter_names_the_model_when_it_cannot_fit():
-    with pytest.raises(AnsibleFilterError, match=r"gpu_stack_models: model llama-8b on host nuc does not fit: weights 14.96 GiB"):
+    with pytest.raises(AnsibleFilterError, match=r"gpu_stack_models on host nuc: model llama-8b does not fit: weights 14.96 GiB"):
         vram_plan(dict(SPEC, quantization=None), GPU12)
 
 
 def test_local_path_has_no_revision():
     spec = dict(SPEC, source="/models/tiny", quantization=None, dtype="float32",
                 shape=dict(num_layers=2, num_attention_heads=4, num_kv_heads=2, head_dim=32, hidden_size=128,
-                           params_b=0.0004, max_position_embeddings=2048))
+                           intermediate_size=256, vocab_size=512, params_b=0.0004, max_position_embeddings=2048))
     args = vllm_args(spec, vram_plan(spec, GPU12))
     assert args[0] == "/models/tiny" and "--revision" not in args
 

@@ -156,17 +156,16 @@ def resolve_shape(model, node_config=None, hub=None, folder=None):
     """
     tried = []
     node_config = node_config or {}
-    candidates = [("node", lambda: node_config.get("config"))]
+    candidates = [("node", lambda: node_config.get("config"), "no config.json there, or not read in this run (render.yml reads no node)")]
     if not model["source"].startswith("/"):
-        candidates.append(("hub", lambda: hub(model["source"], model["revision"]) if hub else None))
-    candidates.append(("folder", lambda: folder_config(folder, model["source"], model["revision"])))
-    if folder is None:
-        tried.append(("folder", "gpu_stack_model_configs is not set"))
-    for name, get in candidates:
+        candidates.append(("hub", lambda: hub(model["source"], model["revision"]) if hub else None,
+                           "none (offline, gpu_stack_model_hub false, HF_HUB_OFFLINE or not found)"))
+    candidates.append(("folder", lambda: folder_config(folder, model["source"], model["revision"]),
+                       "%s has none for %s" % (folder, model["source"]) if folder else "not set"))
+    for name, get, why_not in candidates:
         config = get()
         if config is None:
-            if name == "folder" and folder:
-                tried.append((name, "%s has no config.json for %s" % (folder, model["source"])))
+            tried.append((name, why_not))
             continue
         try:
             shape = shape_from_hf_config(config, node_config.get("weight_bytes") if name == "node" else None)

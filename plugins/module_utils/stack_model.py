@@ -47,8 +47,8 @@ EXTRA_TO_TUNABLE = {
 }
 # Flags the plan sets; an extra_args entry of the same name replaces ours.
 PLANNED_FLAGS = ("gpu-memory-utilization", "max-model-len", "max-num-seqs", "max-num-batched-tokens")
-SHAPE_SOURCE_WORDS = {"node": "config.json in the node's model cache", "hub": "config.json from the Hugging Face Hub",
-                      "folder": "config.json in gpu_stack_model_configs", "spec": "the spec's shape"}
+SHAPE_SOURCE_WORDS = {"node": "the node's model cache", "hub": "the Hugging Face Hub",
+                      "folder": "gpu_stack_model_configs", "spec": "the spec"}
 
 
 def labels(component, instance=None):
@@ -157,7 +157,7 @@ def cache_gib(model, shape):
 
 
 def _refusal(where, model, tried):
-    said = "; ".join("%s: %s" % (SHAPE_SOURCE_WORDS[name], why) for name, why in tried) or "no source had one"
+    said = "; ".join("%s: %s" % (SHAPE_SOURCE_WORDS[name], why) for name, why in tried)
     return ("%s.shape: no complete shape for model %s (%s); the planner needs %s and never guesses them: %s"
             % (where, model["name"], said, ", ".join(model_config.COMPLETE_FIELDS), model_config.HOW_TO_GIVE))
 

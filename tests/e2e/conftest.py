@@ -146,11 +146,18 @@ def render_litellm_config(dest, models, tiers, extra_vars=None, workdir=None):
     litellm_model_api_bases. Returns the ansible-playbook output.
     """
     workdir = Path(workdir or Path(dest).parent)
-    inventory = {"all": {"children": {"gpu_workers": {"hosts": {"e2e-gpu": {
-        "gpu_stack_models": models,
-        "gpu_stack_gpu": {"model": "none (e2e)", "vram_mib": 1024, "count": 1}}}}}}}
+    # The role reads the stack model, compiled from a whole inventory: a server,
+    # a GPU per model (they share no mode), and each tiny model's own config.json
+    # (a local source's folder is found as <gpu_stack_model_configs>/<its name>).
+    inventory = {"all": {"children": {"k3s_servers": {"hosts": {"e2e-gpu": {}}},
+                                      "gpu_workers": {"hosts": {"e2e-gpu": {
+                                          "gpu_stack_models": models,
+                                          "gpu_stack_gpu": {"model": "none (e2e)", "vram_mib": 12288,
+                                                            "count": max(1, len(models))}}}}}}}
     (workdir / "inventory.json").write_text(json.dumps(inventory))
-    variables = dict(extra_vars or {}, gpu_stack_tiers=tiers, litellm_config_path=str(dest))
+    folders = set(str(Path(m["source"]).parent) for m in models if m["source"].startswith("/"))
+    variables = dict(extra_vars or {}, gpu_stack_tiers=tiers, litellm_config_path=str(dest),
+                     gpu_stack_model_hub=False, gpu_stack_model_configs=folders.pop() if folders else "")
     varfile = workdir / "render-vars.json"
     varfile.write_text(json.dumps(variables))
     varfile.chmod(0o600)

@@ -41,7 +41,7 @@ options:
 EXAMPLES = r"""
 - name: Replicas per model in mode gaming
   ansible.builtin.debug:
-    msg: "{{ hostvars['localhost'].gpu_stack_compiled.models | map(attribute='spec') | homelab.gpu_stack.mode_replicas('gaming', gpu_stack_gpu_modes) }}"
+    msg: "{{ hostvars['localhost'].preflight_stack_model.models | map(attribute='spec') | homelab.gpu_stack.mode_replicas('gaming', gpu_stack_gpu_modes) }}"
 """
 
 RETURN = r"""

@@ -22,7 +22,7 @@ options:
     elements: dict
     required: true
   models:
-    description: The stack model's models (C(gpu_stack_compiled.models)), each with its C(spec) and C(cache_gib).
+    description: The stack model's models (C(preflight_stack_model.models)), each with its C(spec) and C(cache_gib).
     type: list
     elements: dict
     required: true

@@ -23,7 +23,7 @@ options:
     type: dict
     required: true
   node_configs:
-    description: C({model name: {config, weight_bytes}}) read on the nodes (C(homelab.gpu_stack.model_cache_configs)).
+    description: "C({model name: {config, weight_bytes}}) read on the nodes (C(homelab.gpu_stack.model_cache_configs))."
     type: dict
   config_folder:
     description: A folder of config.json files in the Hugging Face cache layout (C(gpu_stack_model_configs)).
@@ -52,17 +52,17 @@ options:
     type: list
     elements: str
   k3s_node_names:
-    description: C({host: k3s_node_name}) where the inventory sets one.
+    description: "C({host: k3s_node_name}) where the inventory sets one."
     type: dict
   node_name_overrides:
-    description: C({host: Kubernetes node name}) that win over both (C(vllm_node_names)).
+    description: "C({host: Kubernetes node name}) that win over both (C(vllm_node_names))."
     type: dict
 """
 
 EXAMPLES = r"""
 - name: Compile the stack model
   ansible.builtin.set_fact:
-    gpu_stack_compiled: "{{ preflight_inventory | homelab.gpu_stack.stack_model(config_folder=gpu_stack_model_configs) }}"
+    preflight_stack_model: "{{ preflight_inventory | homelab.gpu_stack.stack_model(config_folder=gpu_stack_model_configs) }}"
 """
 
 RETURN = r"""

@@ -17,7 +17,7 @@ DOCUMENTATION = r"""
 name: topology
 short_description: Topology of the stack as data, for topology_svg
 description:
-  - Lays out the stack model preflight compiled (C(gpu_stack_compiled)) by node (k3s servers, agents,
+  - Lays out the stack model preflight compiled (C(preflight_stack_model)) by node (k3s servers, agents,
     GPU workers), each GPU worker's card and models with the plan the Deployment runs (context,
     KV-cache budget, weights, where the shape came from), and the gateway's fallback chain.
   - Reads the stack model only; it neither normalises nor plans.
@@ -25,7 +25,7 @@ description:
 positional: _input, groups, mode
 options:
   _input:
-    description: The stack model (C(hostvars['localhost'].gpu_stack_compiled)).
+    description: The stack model (C(hostvars['localhost'].preflight_stack_model)).
     type: dict
     required: true
   groups:
@@ -41,7 +41,7 @@ EXAMPLES = r"""
 - name: Draw the stack
   ansible.builtin.copy:
     dest: rendered/topology.svg
-    content: "{{ hostvars['localhost'].gpu_stack_compiled | homelab.gpu_stack.topology(groups) | homelab.gpu_stack.topology_svg }}"
+    content: "{{ hostvars['localhost'].preflight_stack_model | homelab.gpu_stack.topology(groups) | homelab.gpu_stack.topology_svg }}"
     mode: "0644"
 """
 

@@ -29,7 +29,7 @@ KNOWN_VARS = (
     "gpu_stack_render_secrets", "gpu_stack_sandbox", "gpu_stack_tiers",
 )
 # Set by the collection's own modules at run time, never by an inventory.
-RUNTIME_VARS = ("gpu_stack_gpu_facts", "gpu_stack_gpus", "gpu_stack_gpu_summary", "gpu_stack_compiled")
+RUNTIME_VARS = ("gpu_stack_gpu_facts", "gpu_stack_gpus", "gpu_stack_gpu_summary")
 
 
 def _group(groups, name):

@@ -13,7 +13,7 @@ short_description: Read each model's config.json from its cache on the node
 version_added: "0.1.0"
 description:
   - For each model given, reads C(config.json) where vLLM will find it on this node, and the size of its
-    safetensors weights when they are there: a local-path source's own folder, else the Hugging Face
+    safetensors weights when they are there, in a local-path source's own folder, else in the Hugging Face
     cache under C(<cache_path>/hf/hub) (C(models--org--name/snapshots/<revision>), a branch or tag
     resolved through its C(refs) file), where C(model_cache_prefetch) and the pods put it.
   - Reads only; a model with no config.json there is left out of the result (preflight then asks the
@@ -48,7 +48,7 @@ EXAMPLES = r"""
 
 RETURN = r"""
 configs:
-  description: C({model name: {config, weight_bytes, path}}) for each model whose config.json was found.
+  description: "C({model name: {config, weight_bytes, path}}) for each model whose config.json was found."
   returned: always
   type: dict
 """

@@ -34,8 +34,8 @@ shape
     ``head_dim``, ``hidden_size`` and either ``params_b`` or ``weight_bytes``;
     optional ``max_position_embeddings``, ``intermediate_size``, ``vocab_size``,
     ``tie_word_embeddings``, ``torch_dtype`` (the checkpoint's dtype, used when
-    ``dtype`` is ``auto``), ``name``. ``shape_from_hf_config`` /
-    ``shape_from_model_dir`` build it from a cached ``config.json``.
+    ``dtype`` is ``auto``), ``name``. ``model_config.shape_from_hf_config`` /
+    ``shape_from_model_dir`` build it from a model's ``config.json``.
 vram_mib
     the memory of ONE GPU as nvidia-smi reports it (``memory.total``, MiB, what
     gpu_facts reads). The driver keeps part of it that CUDA, and so vLLM's
@@ -54,11 +54,6 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import math
-
-# The one config.json parser lives with the shape sources; re-exported for
-# tests/gpu and the e2e checks that plan from a model folder.
-from ansible_collections.homelab.gpu_stack.plugins.module_utils.model_config import (  # noqa: F401
-    HEAD_DIM_FROM_HIDDEN, shape_from_hf_config, shape_from_model_dir)
 
 MIB = 1 << 20
 GIB = 1 << 30

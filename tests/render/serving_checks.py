@@ -91,9 +91,10 @@ def inventory_stack(inventory):
     hostvars, workers = _inventory(inventory)
     first = hostvars[workers[0]]
     groups = {"k3s_servers": workers[:1], "gpu_workers": workers}
+    # The vault's keys are not resolved here; any key stands in (none enters the stack model).
+    tiers = [dict(t, api_key="x") if t.get("api_key") else t for t in first["gpu_stack_tiers"]]
     view = inv.check_inventory(dict((h, hostvars[h]) for h in workers), groups, first["gpu_stack_gpu_modes"],
-                               first["gpu_stack_gpu_mode"], [dict(t, api_key="x") if t.get("api_key") else t
-                                                              for t in first["gpu_stack_tiers"]])
+                               first["gpu_stack_gpu_mode"], tiers)
     folder = first.get("gpu_stack_model_configs")
     if folder and not folder.startswith("/"):
         folder = str(ROOT / inventory / folder)

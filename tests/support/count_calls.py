@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright: homelab.gpu_stack contributors
 # Apache License 2.0 (see LICENSE)
 """Run ansible-playbook in this process with the collection's model normaliser and

@@ -33,8 +33,8 @@ def fixture_repos():
                   for p in glob.glob(os.path.join(FIXTURES, "models--*")))
 
 
-def view(models, gpu=GPU12, mode="ml"):
-    hostvars = {"nuc": {"gpu_stack_gpu": gpu, "gpu_stack_models": models}}
+def view(models, mode="ml"):
+    hostvars = {"nuc": {"gpu_stack_gpu": GPU12, "gpu_stack_models": models}}
     groups = {"k3s_servers": ["nuc"], "gpu_workers": ["nuc"]}
     return check_inventory(hostvars, groups, ["ml", "gaming"], mode, TIERS)
 
@@ -75,7 +75,9 @@ QWEN7 = mc.find_cached_config("Qwen/Qwen2.5-7B-Instruct", "main", FIXTURES)[0]
 
 def test_the_sources_are_taken_in_order():
     node = {"config": dict(QWEN7, num_hidden_layers=1), "weight_bytes": 123}
-    hub = lambda repo, rev: dict(QWEN7, num_hidden_layers=2)  # noqa: E731
+
+    def hub(_repo, _revision):
+        return dict(QWEN7, num_hidden_layers=2)
     full = dict(mc.shape_from_hf_config(QWEN7))
     assert mc.resolve_shape(SPEC, node, hub, FIXTURES)[1] == "node"
     assert mc.resolve_shape(SPEC, node, hub, FIXTURES)[0]["weight_bytes"] == 123

@@ -108,9 +108,14 @@ def stack_model(view, node_configs=None, config_folder=None, hub=True, hub_endpo
                 tunables=None, port=None, namespace=None, hosts=None, k3s_node_names=None, node_name_overrides=None):
     offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
     lookup = hub_lookup(hub_endpoint, hub_token or None) if hub and not offline else None
+    port = sm.VLLM_PORT if port is None else port
+    # The vllm role's argument spec checks it too, but the compile comes first.
+    if isinstance(port, bool) or not str(port).isdigit() or not 0 < int(port) < 65536:
+        raise AnsibleFilterError("vllm_port: %r must be a port number (1-65535); the vLLM Services, "
+                                 "containers and the gateway's URLs use it" % (port,))
     try:
         return sm.compile_stack(view, node_configs=node_configs, hub=lookup, config_folder=config_folder or None,
-                                tunables=tunables, port=int(port or sm.VLLM_PORT), namespace=namespace or "llm",
+                                tunables=tunables, port=int(port), namespace=namespace or "llm",
                                 names=sm.node_names(hosts or [], k3s_node_names, node_name_overrides))
     except SpecError as exc:
         raise AnsibleFilterError(str(exc))

@@ -76,6 +76,7 @@ _value:
 import os
 
 from ansible.errors import AnsibleFilterError
+from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError
 from ansible.module_utils.urls import open_url
 
 from ansible_collections.homelab.gpu_stack.plugins.module_utils import model_config, stack_model as sm
@@ -89,18 +90,23 @@ def _fetch(url, headers):
 
 
 def hub_lookup(endpoint=None, token=None, fetch=_fetch):
-    """(repo, revision) -> config dict or None; the first unreachable answer turns the hub off
-    for the rest of the run, so an offline controller waits once, not once per model."""
+    """(repo, revision) -> config dict or None. A hub that cannot be reached is not asked
+    again in the run, so an offline controller waits once, not once per model; an HTTP
+    answer (a gated or missing repo) leaves it asked for the next model."""
     endpoint = endpoint or os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
     state = {"online": True}
 
-    def lookup(repo, revision):
-        if not state["online"]:
-            return None
-        config = model_config.hub_config(repo, revision, fetch, endpoint, token)
-        if config is None:
+    def guarded(url, headers):
+        try:
+            return fetch(url, headers)
+        except HTTPError:
+            raise
+        except (URLError, OSError):
             state["online"] = False
-        return config
+            raise
+
+    def lookup(repo, revision):
+        return model_config.hub_config(repo, revision, guarded, endpoint, token) if state["online"] else None
     return lookup
 
 

@@ -38,7 +38,6 @@ HEAD_DIM_FROM_HIDDEN = ("qwen2",)
 TIED_BY_DEFAULT = {"gemma": True, "gemma2": True, "gemma3": True, "gemma3_text": True,
                    "llama": False, "mistral": False, "qwen2": False, "qwen3": False, "phi3": False,
                    "phi": False, "qwen2_moe": False, "qwen3_moe": False}
-SOURCES = ("node", "hub", "folder", "spec")
 HOW_TO_GIVE = ("cache the model on its node (model_cache_prefetch, or a local-path source holding "
                "config.json), let the controller reach the Hugging Face Hub, point gpu_stack_model_configs "
                "at a folder holding its config.json (Hugging Face cache layout), or give every field in "
@@ -156,7 +155,8 @@ def resolve_shape(model, node_config=None, hub=None, folder=None):
     """
     tried = []
     node_config = node_config or {}
-    candidates = [("node", lambda: node_config.get("config"), "no config.json there, or not read in this run (render.yml reads no node)")]
+    candidates = [("node", lambda: node_config.get("config"),
+                   "no config.json there, or not read in this run (render.yml reads no node)")]
     if not model["source"].startswith("/"):
         candidates.append(("hub", lambda: hub(model["source"], model["revision"]) if hub else None,
                            "none (offline, gpu_stack_model_hub false, HF_HUB_OFFLINE or not found)"))

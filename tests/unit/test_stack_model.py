@@ -156,6 +156,12 @@ def test_an_unreachable_hub_is_asked_once_per_run():
     assert len(calls) == 1
 
 
+def test_a_repo_the_hub_does_not_have_leaves_it_asked(fake_hub):
+    lookup = hub_lookup(fake_hub)
+    assert lookup("org/private", "main") is None
+    assert lookup("Qwen/Qwen2.5-7B-Instruct", "main") == QWEN7
+
+
 # --- the stack model ---------------------------------------------------------
 
 def example_models():

@@ -27,7 +27,7 @@ from conftest import ProcessManager, chain, free_port, vllm_env  # noqa: E402
 from test_planner_vs_vllm import SHAPES, metric_labels  # noqa: E402
 
 from ansible_collections.homelab.gpu_stack.plugins.filter.vllm import vllm_args  # noqa: E402
-from ansible_collections.homelab.gpu_stack.plugins.module_utils import vram_planner  # noqa: E402
+from ansible_collections.homelab.gpu_stack.plugins.module_utils import model_config, vram_planner  # noqa: E402
 
 GIB = 1 << 30
 QWEN05 = dict(num_layers=24, num_attention_heads=14, num_kv_heads=2, head_dim=64, hidden_size=896,
@@ -49,7 +49,7 @@ def main():
             subprocess.run([str(venv / "bin/python"), str(ROOT / "tests/support/tiny_model.py"), str(model_dir)]
                            + options, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             dtype = options[options.index("--dtype") + 1]
-            shape = vram_planner.shape_from_model_dir(str(model_dir))
+            shape = model_config.shape_from_model_dir(str(model_dir))
             spec = {"name": name, "source": str(model_dir), "served_name": name, "dtype": dtype,
                     "quantization": None, "context_length": 512, "tensor_parallel_size": 1,
                     "extra_args": {"enforce-eager": True}, "shape": shape}

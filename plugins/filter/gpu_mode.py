@@ -24,7 +24,7 @@ description:
 positional: _input, mode, modes
 options:
   _input:
-    description: Normalised model specs (C(homelab.gpu_stack.model_specs)).
+    description: Normalised model specs (the C(spec) of each model of the stack model).
     type: list
     elements: dict
     required: true
@@ -41,7 +41,7 @@ options:
 EXAMPLES = r"""
 - name: Replicas per model in mode gaming
   ansible.builtin.debug:
-    msg: "{{ hostvars | homelab.gpu_stack.model_specs(groups['gpu_workers']) | homelab.gpu_stack.mode_replicas('gaming', gpu_stack_gpu_modes) }}"
+    msg: "{{ hostvars['localhost'].preflight_stack_model.models | map(attribute='spec') | homelab.gpu_stack.mode_replicas('gaming', gpu_stack_gpu_modes) }}"
 """
 
 RETURN = r"""
@@ -52,8 +52,9 @@ _value:
 
 from ansible.errors import AnsibleFilterError
 
-VLLM_SELECTOR = {"app.kubernetes.io/name": "vllm"}
-INSTANCE_LABEL = "app.kubernetes.io/instance"
+from ansible_collections.homelab.gpu_stack.plugins.module_utils.stack_model import INSTANCE_LABEL, runs_in_mode, selector
+
+VLLM_SELECTOR = selector("vllm")
 
 
 def _check(models, mode, modes):
@@ -75,7 +76,7 @@ def _check(models, mode, modes):
 def mode_replicas(models, mode, modes=None):
     """{model name: replicas} for ``mode``."""
     _check(models, mode, modes)
-    return dict((m["name"], 1 if not m.get("modes") or mode in m["modes"] else 0) for m in models)
+    return dict((m["name"], 1 if runs_in_mode(m, mode) else 0) for m in models)
 
 
 def mode_models(models, mode, modes=None):

@@ -22,7 +22,7 @@ options:
     elements: dict
     required: true
   models:
-    description: Normalised model specs.
+    description: The stack model's models (C(preflight_stack_model.models)), each with its C(spec) and C(cache_gib).
     type: list
     elements: dict
     required: true
@@ -59,14 +59,15 @@ def disk_needs(mounts, models, host, min_free_gib):
     if base is not None:
         needs[base["mount"]] = {"entry": base, "need": float(min_free_gib), "why": ["k3s state"]}
     for model in models:
-        cache = model.get("cache") or {}
+        cache = model["spec"].get("cache") or {}
         if model.get("node") != host or cache.get("kind") != "hostPath":
             continue
         entry = mount_of(mounts, cache["path"])
         if entry is None:
             continue
         slot = needs.setdefault(entry["mount"], {"entry": entry, "need": 0.0, "why": []})
-        slot["need"] += float(cache.get("size_gib") or 0)
+        # The stack model's one size rule (the model_cache role's check reads it too).
+        slot["need"] += float(model["cache_gib"])
         slot["why"].append("%s cache %s" % (model["name"], cache["path"]))
     out = []
     for mount, slot in sorted(needs.items()):

@@ -32,7 +32,7 @@ from ansible.utils.display import Display
 
 from ansible_collections.homelab.gpu_stack.plugins.module_utils.inventory import check_inventory, unknown_variables
 from ansible_collections.homelab.gpu_stack.plugins.module_utils.model_spec import (
-    SpecError, collect_models, normalize_gpu, normalize_tiers, public, route_models, tier_chain)
+    SpecError, collect_models, normalize_tiers, public, tier_chain)
 
 
 def _wrap(func, *args):
@@ -46,30 +46,12 @@ def model_specs(hostvars, hosts):
     return [public(m) for m in _wrap(collect_models, hostvars, hosts)]
 
 
-def gpu_specs(gpus):
-    """{host: gpu_stack_gpu} with each card normalised (count defaults to 1); fails naming the host.
-
-    A host without a card stays None: the planner refuses its models with its own message.
-    """
-    return _wrap(lambda: dict((host, None if gpu is None else normalize_gpu(gpu, host))
-                              for host, gpu in (gpus or {}).items()))
-
-
 def tier_specs(tiers):
     """Tiers as a dict by name, each with its ``chain`` of tier names."""
     def build():
         normal = normalize_tiers(tiers)
         return dict((name, dict(public(t), chain=tier_chain(normal, name)))
                     for name, t in normal.items())
-    return _wrap(build)
-
-
-def model_routes(models, tiers):
-    """{model name: [tier names]} in fallback order; fails on a model routed nowhere."""
-    def build():
-        normal = normalize_tiers(tiers)
-        specs = [dict(m, _where="model %s" % m["name"]) for m in models]
-        return route_models(specs, normal)
     return _wrap(build)
 
 
@@ -91,9 +73,7 @@ class FilterModule(object):
     def filters(self):
         return {
             "model_specs": model_specs,
-            "gpu_specs": gpu_specs,
             "tier_specs": tier_specs,
-            "model_routes": model_routes,
             "inventory_check": inventory_check,
             "warn_unknown_variables": warn_unknown_variables,
         }

@@ -17,37 +17,31 @@ DOCUMENTATION = r"""
 name: topology
 short_description: Topology of the stack as data, for topology_svg
 description:
-  - Collects nodes (k3s servers, agents, GPU workers), each GPU worker's card and models, each
-    model's VRAM plan (context, KV-cache budget, weights) and the gateway's fallback chain.
+  - Lays out the stack model preflight compiled (C(preflight_stack_model)) by node (k3s servers, agents,
+    GPU workers), each GPU worker's card and models with the plan the Deployment runs (context,
+    KV-cache budget, weights, where the shape came from), and the gateway's fallback chain.
+  - Reads the stack model only; it neither normalises nor plans.
   - C(topology_svg) draws the result as an SVG document (a string).
-positional: _input, groups, tiers, mode
+positional: _input, groups, mode
 options:
   _input:
-    description: C(hostvars).
+    description: The stack model (C(hostvars['localhost'].preflight_stack_model)).
     type: dict
     required: true
   groups:
     description: C(groups).
     type: dict
     required: true
-  tiers:
-    description: C(gpu_stack_tiers).
-    type: list
-    elements: dict
-    required: true
   mode:
-    description: The active GPU mode (C(gpu_stack_gpu_mode)); models outside it are drawn stopped.
+    description: A GPU mode to draw instead of the stack model's active one; models outside it are drawn stopped.
     type: str
-  plans:
-    description: Precomputed VRAM plans by model name; missing ones are computed with the planner.
-    type: dict
 """
 
 EXAMPLES = r"""
 - name: Draw the stack
   ansible.builtin.copy:
     dest: rendered/topology.svg
-    content: "{{ hostvars | homelab.gpu_stack.topology(groups, gpu_stack_tiers, gpu_stack_gpu_mode) | homelab.gpu_stack.topology_svg }}"
+    content: "{{ hostvars['localhost'].preflight_stack_model | homelab.gpu_stack.topology(groups) | homelab.gpu_stack.topology_svg }}"
     mode: "0644"
 """
 
@@ -59,66 +53,37 @@ _value:
 
 from xml.sax.saxutils import escape
 
-from ansible.errors import AnsibleFilterError
-
-from ansible_collections.homelab.gpu_stack.plugins.module_utils import model_spec, vram_planner
+from ansible_collections.homelab.gpu_stack.plugins.module_utils.stack_model import runs_in_mode
 
 GIB = float(1 << 30)
+ROLE_GROUPS = (("k3s_servers", "k3s server"), ("k3s_agents", "k3s agent"), ("gpu_workers", "GPU worker"))
 
 
-def _plan(model, gpu):
-    if not model.get("shape") or not gpu:
-        return None, "no shape in the spec: planned at deploy time from config.json"
-    try:
-        return vram_planner.plan(model["shape"], gpu["vram_mib"], dtype=model.get("dtype", "auto"),
-                                 quantization=model.get("quantization"),
-                                 context_length=model.get("context_length", "auto"),
-                                 tensor_parallel_size=model.get("tensor_parallel_size", 1)), None
-    except Exception as exc:  # noqa: BLE001 - any planner refusal is drawn, not raised
-        return None, str(exc)
-
-
-def topology(hostvars, groups, tiers, mode=None, plans=None):
-    plans = plans or {}
-    try:
-        workers = list(groups.get("gpu_workers") or [])
-        models = model_spec.collect_models(hostvars, workers)
-        tier_map = model_spec.normalize_tiers(tiers)
-        routes = model_spec.route_models(models, tier_map)
-    except model_spec.SpecError as exc:
-        raise AnsibleFilterError(str(exc))
+def topology(stack, groups, mode=None):
+    mode = mode or stack["mode"]
     hosts = []
-    for group in ("k3s_servers", "k3s_agents", "gpu_workers"):
+    for group, _role in ROLE_GROUPS:
         for host in groups.get(group) or []:
             if host not in hosts:
                 hosts.append(host)
     nodes = []
     for host in hosts:
-        roles = []
-        if host in (groups.get("k3s_servers") or []):
-            roles.append("k3s server")
-        if host in (groups.get("k3s_agents") or []):
-            roles.append("k3s agent")
-        gpu = None
-        if host in workers:
-            roles.append("GPU worker")
-            gpu = model_spec.normalize_gpu((hostvars.get(host) or {}).get("gpu_stack_gpu") or {}, host) \
-                if (hostvars.get(host) or {}).get("gpu_stack_gpu") else None
+        roles = [role for group, role in ROLE_GROUPS if host in (groups.get(group) or [])]
         node_models = []
-        for model in [m for m in models if m["node"] == host]:
-            plan, note = (plans[model["name"]], None) if model["name"] in plans else _plan(model, gpu)
-            active = mode is None or not model["modes"] or mode in model["modes"]
+        for entry in [m for m in stack["models"] if m["node"] == host]:
+            spec = entry["spec"]
             node_models.append({
-                "name": model["name"], "served_name": model["served_name"], "modes": model["modes"],
-                "active": active, "quantization": model.get("quantization"),
-                "tensor_parallel_size": model["tensor_parallel_size"], "route": routes[model["name"]],
-                "plan": plan, "note": note,
+                "name": spec["name"], "served_name": spec["served_name"], "modes": spec["modes"],
+                "active": runs_in_mode(spec, mode), "quantization": spec.get("quantization"),
+                "tensor_parallel_size": spec["tensor_parallel_size"], "route": entry["route"],
+                "plan": entry["plan"], "shape_source": entry["shape_source"],
             })
-        nodes.append({"name": host, "roles": roles, "gpu": gpu, "models": node_models})
+        nodes.append({"name": host, "roles": roles, "gpu": stack["gpus"].get(host), "models": node_models})
+    tiers = stack["gateway"]["tiers"]
+    gpu_tiers = stack["gateway"]["gpu_tiers"]
     chain = []
-    start = [t for t in tier_map.values() if t["kind"] == "gpu"]
-    for name in model_spec.tier_chain(tier_map, start[0]["name"] if start else next(iter(tier_map))):
-        tier = tier_map[name]
+    for name in tiers[gpu_tiers[0] if gpu_tiers else next(iter(tiers))]["chain"]:
+        tier = tiers[name]
         target = {"gpu": "vLLM on the GPU workers"}.get(tier["kind"]) or tier.get("model") or ""
         chain.append({"name": name, "kind": tier["kind"], "provider": tier["provider"], "target": target,
                       "api_base": tier.get("api_base"), "timeout_s": tier["timeout_s"]})
@@ -168,7 +133,7 @@ def _vram_bar(x, y, w, gpu, models):
     parts = {"weights": 0.0, "kv": 0.0, "overhead": 0.0}
     for model in models:
         plan = model["plan"]
-        if not (model["active"] and plan):
+        if not model["active"]:
             continue
         tp = max(int(plan.get("tensor_parallel_size") or 1), 1)
         share = 1.0 / max(gpu["count"], 1) * tp
@@ -179,7 +144,7 @@ def _vram_bar(x, y, w, gpu, models):
     # The driver's share that CUDA never sees (the planner's cuda_reserved_mib) is
     # not free either, once a model is planned on the card.
     parts["overhead"] += max([m["plan"].get("cuda_reserved_mib", 0) for m in models
-                              if m["active"] and m["plan"]] or [0]) * float(1 << 20)
+                              if m["active"]] or [0]) * float(1 << 20)
     out = [_rect(x, y, w, 18, COLORS["free"], "#999", 3)]
     cursor = x
     for key in ("weights", "kv", "overhead"):
@@ -205,18 +170,12 @@ def _model_block(x, y, model):
     lines = [_text(x, y, "%s  (%s)" % (model["served_name"], state), 12, "bold", color),
              _text(x, y + 16, facts, 11, color=color)]
     plan = model["plan"]
-    if plan:
-        lines.append(_text(x, y + 31, "context %d  |  KV %s tokens (%.2f GiB)  |  util %.2f"
-                           % (plan["max_model_len"], _fmt_tokens(plan["kv_cache_tokens"]),
-                              plan["kv_cache_bytes"] / GIB, plan["gpu_memory_utilization"]), 11, color=color))
-        lines.append(_text(x, y + 46, "weights %.2f GiB  |  max seqs %d  |  route %s"
-                           % (plan["weight_bytes"] / GIB, plan["max_num_seqs"], " > ".join(model["route"])),
-                           11, color=color))
-    else:
-        note = model["note"] or ""
-        lines.append(_text(x, y + 31, "plan: " + (note[:70] + "..." if len(note) > 70 else note), 11,
-                           color="#b00020" if "fit" in note else color))
-        lines.append(_text(x, y + 46, "route %s" % " > ".join(model["route"]), 11, color=color))
+    lines.append(_text(x, y + 31, "context %d  |  KV %s tokens (%.2f GiB)  |  util %.2f"
+                       % (plan["max_model_len"], _fmt_tokens(plan["kv_cache_tokens"]),
+                          plan["kv_cache_bytes"] / GIB, plan["gpu_memory_utilization"]), 11, color=color))
+    lines.append(_text(x, y + 46, "weights %.2f GiB  |  max seqs %d  |  shape: %s  |  route %s"
+                       % (plan["weight_bytes"] / GIB, plan["max_num_seqs"], model["shape_source"],
+                          " > ".join(model["route"])), 11, color=color))
     return lines
 
 

@@ -23,8 +23,8 @@ K3S_GROUPS = ("k3s_servers", "k3s_agents")
 # tests/unit/test_model_spec.py checks the collection reads no other.
 KNOWN_VARS = (
     "gpu_stack_gpu", "gpu_stack_gpu_facts_missing", "gpu_stack_gpu_mode", "gpu_stack_gpu_modes",
-    "gpu_stack_ingress_address", "gpu_stack_kube_context", "gpu_stack_kubeconfig", "gpu_stack_models",
-    "gpu_stack_monitoring", "gpu_stack_status_page",
+    "gpu_stack_ingress_address", "gpu_stack_kube_context", "gpu_stack_kubeconfig", "gpu_stack_model_configs",
+    "gpu_stack_model_hub", "gpu_stack_models", "gpu_stack_monitoring", "gpu_stack_status_page",
     "gpu_stack_namespace", "gpu_stack_render_addons", "gpu_stack_render_dir", "gpu_stack_render_gateway",
     "gpu_stack_render_secrets", "gpu_stack_sandbox", "gpu_stack_tiers",
 )
@@ -169,8 +169,12 @@ def check_inventory(hostvars, groups, modes, active_mode, tiers):
     routes = route_models(models, tier_map)
     return {
         "models": [public(m) for m in models],
+        # Where each model is listed, for the later refusals (its shape, its plan).
+        "where": dict((m["name"], m["_where"]) for m in models),
         "gpus": gpus,
-        "tiers": dict((name, dict((k, v) for k, v in public(t).items() if k != "api_key"))
+        # No secret leaves preflight: a tier keeps only whether it has a key.
+        "tiers": dict((name, dict(((k, v) for k, v in public(t).items() if k != "api_key"),
+                                  has_api_key=bool(t["api_key"])))
                       for name, t in tier_map.items()),
         "routes": routes,
         "modes": modes,

@@ -34,8 +34,8 @@ shape
     ``head_dim``, ``hidden_size`` and either ``params_b`` or ``weight_bytes``;
     optional ``max_position_embeddings``, ``intermediate_size``, ``vocab_size``,
     ``tie_word_embeddings``, ``torch_dtype`` (the checkpoint's dtype, used when
-    ``dtype`` is ``auto``), ``name``. ``shape_from_hf_config`` /
-    ``shape_from_model_dir`` build it from a cached ``config.json``.
+    ``dtype`` is ``auto``), ``name``. ``model_config.shape_from_hf_config`` /
+    ``shape_from_model_dir`` build it from a model's ``config.json``.
 vram_mib
     the memory of ONE GPU as nvidia-smi reports it (``memory.total``, MiB, what
     gpu_facts reads). The driver keeps part of it that CUDA, and so vLLM's
@@ -53,9 +53,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import json
 import math
-import os
 
 MIB = 1 << 20
 GIB = 1 << 30
@@ -120,9 +118,10 @@ DEFAULT_TUNABLES = {
     # Qwen-7B/14B, vLLM 0.26).
     "quantized_load_factor": 1.03,
     "max_num_batched_tokens": None,   # None: vLLM's default for the card class
-    # Defaults for shape fields a spec may not give (Llama-3 values).
-    "vocab_size": 128256,
-    "intermediate_ratio": 3.5,
+    # Tied embeddings (one matrix for input and output) load above their file
+    # size: +1.1% (Qwen2.5-0.5B, 0.92 vs 0.93 GiB) and +0.7% (Qwen2.5-3B, 5.75
+    # vs 5.79 GiB) on the H100 (vLLM 0.26, docs/benchmarks.md run 3).
+    "tied_load_factor": 1.008,
     # --- KV cache ----------------------------------------------------------
     "kv_cache_dtype": "auto",
     "block_size": 16,
@@ -140,15 +139,20 @@ DEFAULT_TUNABLES = {
     "min_context": 256,
 }
 
-# Architectures whose vLLM implementation derives head_dim from hidden/heads
-# and ignores config.json's head_dim (found by tests/e2e/test_planner_vs_vllm.py).
-HEAD_DIM_FROM_HIDDEN = ("qwen2",)
-
-SHAPE_REQUIRED = ("num_layers", "num_attention_heads", "num_kv_heads", "head_dim", "hidden_size")
+SHAPE_REQUIRED = ("num_layers", "num_attention_heads", "num_kv_heads", "head_dim", "hidden_size",
+                  "intermediate_size", "vocab_size")
 
 
 class PlanError(ValueError):
     """The model cannot be served as asked; the message carries the figures."""
+
+
+class NoFit(PlanError):
+    """The card leaves too little memory (``plan`` then tries enforce_eager)."""
+
+    def __init__(self, message, cudagraph_bytes):
+        PlanError.__init__(self, message)
+        self.cudagraph_bytes = cudagraph_bytes
 
 
 def _gib(value):
@@ -167,42 +171,42 @@ def _act_dtype(shape, dtype, quantization):
     return "float16" if quantization else "bfloat16"
 
 
-def _embedding_params(shape, tun):
-    vocab = shape.get("vocab_size") or tun["vocab_size"]
+def _embedding_params(shape):
+    vocab = shape["vocab_size"]
     tied = shape.get("tie_word_embeddings", False)
     return vocab * shape["hidden_size"] * (1 if tied else 2)
 
 
-def estimate_params(shape, tunables=None):
+def estimate_params(shape):
     """Parameter count from the shape (exact for Llama/Qwen2-style dense models)."""
-    tun = dict(DEFAULT_TUNABLES, **(tunables or {}))
     hidden, hd = shape["hidden_size"], shape["head_dim"]
-    inter = shape.get("intermediate_size") or int(hidden * tun["intermediate_ratio"])
+    inter = shape["intermediate_size"]
     attn = hidden * hd * (2 * shape["num_attention_heads"] + 2 * shape["num_kv_heads"])
     mlp = 3 * hidden * inter
-    return shape["num_layers"] * (attn + mlp + 2 * hidden) + _embedding_params(shape, tun) + hidden
+    return shape["num_layers"] * (attn + mlp + 2 * hidden) + _embedding_params(shape) + hidden
 
 
 def weight_bytes(shape, dtype="auto", quantization=None, tunables=None):
     """Bytes of weights on the whole model (all GPUs together)."""
     tun = dict(DEFAULT_TUNABLES, **(tunables or {}))
+    tied = tun["tied_load_factor"] if shape.get("tie_word_embeddings") and not quantization else 1
     if shape.get("weight_bytes"):
         stored = DTYPE_BYTES.get(shape.get("torch_dtype"))
         served = DTYPE_BYTES[_act_dtype(shape, dtype, quantization)]
         if stored and not quantization and stored != served:
             # A float32 checkpoint served in bfloat16 takes half its file size.
-            return int(shape["weight_bytes"] * served / stored)
+            return int(shape["weight_bytes"] * served / stored * tied)
         if quantization:
             return int(shape["weight_bytes"] * tun["quantized_load_factor"])
-        return int(shape["weight_bytes"])
+        return int(shape["weight_bytes"] * tied)
     if shape.get("params_b"):
         params = float(shape["params_b"]) * 1e9
     else:
-        params = estimate_params(shape, tun)
+        params = estimate_params(shape)
     act_bytes = DTYPE_BYTES[_act_dtype(shape, dtype, quantization)]
     if not quantization:
-        return int(params * act_bytes)
-    embed = min(_embedding_params(shape, tun), params)
+        return int(params * act_bytes * tied)
+    embed = min(_embedding_params(shape), params)
     return int((params - embed) * QUANT_LINEAR_BYTES[quantization] + embed * act_bytes)
 
 
@@ -253,11 +257,11 @@ def activation_bytes(shape, max_num_batched_tokens, max_num_seqs, act_dtype,
     tun = dict(DEFAULT_TUNABLES, **(tunables or {}))
     act = DTYPE_BYTES[act_dtype]
     hidden = shape["hidden_size"]
-    inter = shape.get("intermediate_size") or int(hidden * tun["intermediate_ratio"])
+    inter = shape["intermediate_size"]
     forward = max_num_batched_tokens * act * (
         tun["forward_hidden_factor"] * hidden
         + tun["forward_intermediate_factor"] * inter / tensor_parallel_size)
-    vocab = shape.get("vocab_size") or tun["vocab_size"]
+    vocab = shape["vocab_size"]
     per_logit = tun["sampler_bytes_per_logit"] or act
     sampler = min(max_num_seqs, max_num_batched_tokens) * vocab * per_logit
     warm = max(forward, sampler) + tun["activation_base_mib"] * MIB
@@ -274,6 +278,31 @@ def _round_down(value, multiple):
 
 def plan(shape, vram_mib, dtype="auto", quantization=None, context_length="auto",
          tensor_parallel_size=1, **tunables):
+    """``_plan``, and where a model fits only without CUDA graphs, a refusal that says so.
+
+    The CUDA-graph pool and the first start's compile peak are what
+    ``enforce_eager`` gives up: a card a few hundred MiB short is told the
+    figures it would get instead of only "does not fit".
+    """
+    try:
+        return _plan(shape, vram_mib, dtype, quantization, context_length, tensor_parallel_size, **tunables)
+    except NoFit as exc:
+        if tunables.get("enforce_eager"):
+            raise
+        try:
+            eager = _plan(shape, vram_mib, dtype, quantization, context_length, tensor_parallel_size,
+                          **dict(tunables, enforce_eager=True))
+        except PlanError:
+            raise PlanError(str(exc))
+        raise PlanError("%s; without CUDA graphs it fits: set extra_args enforce-eager: true (gives up "
+                        "%.2f GiB of CUDA graphs and the first start's compile peak) for a KV cache of "
+                        "%.2f GiB, %d tokens, max_model_len %d, gpu_memory_utilization %.2f (slower decoding)"
+                        % (exc, exc.cudagraph_bytes / GIB, eager["kv_cache_gib"], eager["kv_cache_tokens"],
+                           eager["max_model_len"], eager["gpu_memory_utilization"]))
+
+
+def _plan(shape, vram_mib, dtype="auto", quantization=None, context_length="auto",
+          tensor_parallel_size=1, **tunables):
     """Choose vLLM's memory arguments for ``shape`` on a card of ``vram_mib``.
 
     Returns a dict:
@@ -308,7 +337,7 @@ def plan(shape, vram_mib, dtype="auto", quantization=None, context_length="auto"
     missing = [key for key in SHAPE_REQUIRED if not shape.get(key)]
     if missing:
         raise PlanError("model %s: the shape lacks %s (give them in the model spec's shape, "
-                        "or cache the model so config.json can be read)"
+                        "or let the planner read the model's config.json)"
                         % (name, ", ".join(missing)))
     if not vram_mib or vram_mib <= 0:
         raise PlanError("model %s: the card's vram_mib must be positive, got %r" % (name, vram_mib))
@@ -339,9 +368,9 @@ def plan(shape, vram_mib, dtype="auto", quantization=None, context_length="auto"
         util = math.floor((cuda_mib - outside) / cuda_mib * 100) / 100
         util = min(util, tun["max_utilization"])
     if not tun["gpu_memory_utilization"] and util < tun["min_utilization"] or util > 1:
-        raise PlanError("model %s: a %d MiB card leaves gpu_memory_utilization %.2f after the "
-                        "CUDA context and graphs; the card is too small to plan for"
-                        % (name, vram_mib, util))
+        raise NoFit("model %s: a %d MiB card leaves gpu_memory_utilization %.2f after the "
+                    "CUDA context and graphs; the card is too small to plan for"
+                    % (name, vram_mib, util), cudagraph)
     requested = int(util * vram)
 
     # max_num_seqs sets the sampler's share of the activation peak and the KV
@@ -362,7 +391,7 @@ def plan(shape, vram_mib, dtype="auto", quantization=None, context_length="auto"
             break
         seqs = want
     if kv_cache <= 0:
-        raise PlanError(
+        raise NoFit(
             "model %s does not fit: weights %.2f GiB + activations %.2f GiB + non-torch %.2f GiB "
             "= %.2f GiB per GPU, but %d MiB (what CUDA sees of the card's %d MiB) x "
             "gpu_memory_utilization %.2f = %.2f GiB "
@@ -370,7 +399,7 @@ def plan(shape, vram_mib, dtype="auto", quantization=None, context_length="auto"
             "a bigger card or more GPUs"
             % (name, weights / GIB, activation / GIB, non_torch / GIB,
                (weights + activation + non_torch) / GIB, cuda_mib, vram_mib, util, requested / GIB,
-               tp, act_dtype, quantization or "none"))
+               tp, act_dtype, quantization or "none"), cudagraph)
 
     model_max = shape.get("max_position_embeddings")
     tokens = kv_tokens_for_bytes(kv_cache, bpt, block)
@@ -381,19 +410,19 @@ def plan(shape, vram_mib, dtype="auto", quantization=None, context_length="auto"
             raise PlanError("model %s: context_length %d is above the model's maximum %d "
                             "(max_position_embeddings)" % (name, context, model_max))
         if context > fits:
-            raise PlanError("model %s: context_length %d needs %.2f GiB of KV cache, the card "
-                            "leaves %.2f GiB (%d tokens at %d bytes/token); lower "
-                            "context_length or use 'auto'"
-                            % (name, context, context * bpt / GIB, kv_cache / GIB, tokens, bpt))
+            raise NoFit("model %s: context_length %d needs %.2f GiB of KV cache, the card "
+                        "leaves %.2f GiB (%d tokens at %d bytes/token); lower "
+                        "context_length or use 'auto'"
+                        % (name, context, context * bpt / GIB, kv_cache / GIB, tokens, bpt), cudagraph)
     else:
         room = int(fits * tun["auto_context_margin"])
         context = min(model_max or room, room)
         if context >= tun["context_multiple"]:
             context = _round_down(context, tun["context_multiple"])
         if context < tun["min_context"]:
-            raise PlanError("model %s does not fit usefully: the KV cache holds %d tokens "
-                            "(%.2f GiB at %d bytes/token), below min_context %d"
-                            % (name, tokens, kv_cache / GIB, bpt, tun["min_context"]))
+            raise NoFit("model %s does not fit usefully: the KV cache holds %d tokens "
+                        "(%.2f GiB at %d bytes/token), below min_context %d"
+                        % (name, tokens, kv_cache / GIB, bpt, tun["min_context"]), cudagraph)
 
     return {
         "name": name,
@@ -419,53 +448,3 @@ def plan(shape, vram_mib, dtype="auto", quantization=None, context_length="auto"
         "enforce_eager": bool(tun["enforce_eager"]),
         "tensor_parallel_size": tp,
     }
-
-
-def shape_from_hf_config(config, weight_bytes_total=None):
-    """The planner's shape from a Hugging Face ``config.json`` dict."""
-    text = config.get("text_config") or config
-    heads = text["num_attention_heads"]
-    hidden = text["hidden_size"]
-    head_dim = text.get("head_dim") or hidden // heads
-    if text.get("model_type") in HEAD_DIM_FROM_HIDDEN:
-        head_dim = hidden // heads
-    shape = {
-        "num_layers": text["num_hidden_layers"],
-        "num_attention_heads": heads,
-        "num_kv_heads": text.get("num_key_value_heads") or heads,
-        "head_dim": head_dim,
-        "hidden_size": hidden,
-        "intermediate_size": text.get("intermediate_size"),
-        "vocab_size": text.get("vocab_size"),
-        "max_position_embeddings": text.get("max_position_embeddings"),
-        "tie_word_embeddings": bool(config.get("tie_word_embeddings",
-                                               text.get("tie_word_embeddings", False))),
-        "torch_dtype": text.get("torch_dtype") or text.get("dtype") or config.get("torch_dtype")
-        or config.get("dtype"),
-    }
-    if weight_bytes_total:
-        shape["weight_bytes"] = int(weight_bytes_total)
-    return dict((k, v) for k, v in shape.items() if v is not None)
-
-
-def shape_from_model_dir(path):
-    """Read ``config.json`` (and the safetensors sizes, when present) of a cached model."""
-    with open(os.path.join(path, "config.json")) as handle:
-        config = json.load(handle)
-    total = None
-    index = os.path.join(path, "model.safetensors.index.json")
-    if os.path.exists(index):
-        with open(index) as handle:
-            total = json.load(handle).get("metadata", {}).get("total_size")
-    else:
-        files = [f for f in os.listdir(path) if f.endswith(".safetensors")]
-        if files:
-            total = sum(os.path.getsize(os.path.join(path, f)) for f in files)
-    return shape_from_hf_config(config, total)
-
-
-def merge_shape(spec_shape, config_shape):
-    """The spec's shape, with every field the cached config.json knows taking over."""
-    merged = dict(spec_shape or {})
-    merged.update(config_shape or {})
-    return merged

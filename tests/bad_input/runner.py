@@ -11,6 +11,8 @@ Case format (tests/bad_input/cases.yml, one list item per case):
   playbook: optional playbook (default tests/bad_input/validate.yml)
   tags:     optional --tags (e.g. preflight, with playbooks/site.yml)
   expect:   the message, exactly (compared with whitespace collapsed)
+  expect_also: optional, the rest of a message whose middle names a folder
+            of the run (the copy of the inventory)
 """
 
 import json
@@ -33,6 +35,8 @@ def load_cases():
 def build_inventory(case, into):
     inv = Path(into) / "inventory"
     shutil.copytree(BASE, inv)
+    # The configs the inventory points at (gpu_stack_model_configs: ../model-configs).
+    shutil.copytree(BASE.parent / "model-configs", Path(into) / "model-configs")
     for rel, changes in (case.get("patch") or {}).items():
         path = inv / rel
         data = yaml.safe_load(path.read_text()) if path.exists() else {}
@@ -50,7 +54,7 @@ def build_inventory(case, into):
 def run_case(case, tmp):
     inv = build_inventory(case, tmp)
     playbook = ROOT / case.get("playbook", "tests/bad_input/validate.yml")
-    env = dict(os.environ, ANSIBLE_CALLBACK_RESULT_FORMAT="json", ANSIBLE_NOCOLOR="1",
+    env = dict(os.environ, ANSIBLE_CALLBACK_RESULT_FORMAT="json", ANSIBLE_NOCOLOR="1", HF_HUB_OFFLINE="1",
                ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"))
     cmd = [str(Path(sys.executable).with_name("ansible-playbook")), "-i", str(inv), str(playbook),
            "-e", json.dumps({"ansible_connection": "local",

@@ -139,7 +139,7 @@ def start_litellm(procs, litellm_venv):
     return start
 
 
-def run_render_playbook(playbook, models, tiers, extra_vars=None, workdir=None, gpu_vram_mib=1024):
+def run_render_playbook(playbook, models, tiers, extra_vars=None, workdir=None, gpu_vram_mib=12288):
     """Run a rendering playbook (its text) against a one-GPU-worker inventory.
 
     ``models``: raw model specs (as in gpu_stack_models) of that worker, e2e-gpu;
@@ -147,12 +147,20 @@ def run_render_playbook(playbook, models, tiers, extra_vars=None, workdir=None, 
     is removed afterwards (they may hold keys). Returns the ansible output.
     """
     workdir = Path(workdir)
-    inventory = {"all": {"children": {"gpu_workers": {"hosts": {"e2e-gpu": {
-        "gpu_stack_models": models,
-        "gpu_stack_gpu": {"model": "none (e2e)", "vram_mib": gpu_vram_mib, "count": 1}}}}}}}
+    # The roles read the stack model, compiled from a whole inventory: a server,
+    # a GPU per model (they share no mode), and each tiny model's own config.json
+    # (a local source's folder is found as <gpu_stack_model_configs>/<its name>).
+    inventory = {"all": {"children": {"k3s_servers": {"hosts": {"e2e-gpu": {}}},
+                                      "gpu_workers": {"hosts": {"e2e-gpu": {
+                                          "gpu_stack_models": models,
+                                          "gpu_stack_gpu": {"model": "none (e2e)", "vram_mib": gpu_vram_mib,
+                                                            "count": max(1, len(models))}}}}}}}
     (workdir / "inventory.json").write_text(json.dumps(inventory))
+    folders = set(str(Path(m["source"]).parent) for m in models if m["source"].startswith("/"))
+    variables = dict(extra_vars or {}, gpu_stack_tiers=tiers, gpu_stack_model_hub=False,
+                     gpu_stack_model_configs=folders.pop() if folders else "")
     varfile = workdir / "render-vars.json"
-    varfile.write_text(json.dumps(dict(extra_vars or {}, gpu_stack_tiers=tiers)))
+    varfile.write_text(json.dumps(variables))
     varfile.chmod(0o600)
     (workdir / "render.yml").write_text(playbook)
     env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1")

@@ -22,7 +22,7 @@ import pytest
 from conftest import ROOT, chain, free_port, vllm_env
 
 from ansible_collections.homelab.gpu_stack.plugins.filter.vllm import vllm_args
-from ansible_collections.homelab.gpu_stack.plugins.module_utils import vram_planner
+from ansible_collections.homelab.gpu_stack.plugins.module_utils import model_config, vram_planner
 
 GIB = 1 << 30
 TOLERANCE = 0.03
@@ -58,7 +58,7 @@ def served(request, vllm_venv, procs, tmp_path_factory):
                     str(model_dir)] + options, check=True, timeout=600, stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL)
     dtype = options[options.index("--dtype") + 1]
-    shape = vram_planner.shape_from_model_dir(str(model_dir))
+    shape = model_config.shape_from_model_dir(str(model_dir))
     # The model spec as model_specs would hand it to the vllm role.
     spec = {"name": name, "source": str(model_dir), "served_name": name, "dtype": dtype,
             "quantization": None, "context_length": 512, "tensor_parallel_size": 1,

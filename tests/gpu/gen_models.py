@@ -60,6 +60,10 @@ MODELS = {
                        "Qwen/Qwen2.5-7B-Instruct-AWQ"),
     "qwen2.5-14b-awq": (qwen2(5120, 13824, 48, 40, 8, 152064, False), "float16", AWQ,
                         "Qwen/Qwen2.5-14B-Instruct-AWQ"),
+    # Multi-head attention (KV heads = heads): 8x the KV bytes per token of a
+    # GQA model its size (issue 12's role-path run, tests/gpu/role_path.py).
+    "qwen1.5-1.8b": (qwen2(2048, 5504, 24, 16, 16, 151936, False), "bfloat16", None,
+                     "Qwen/Qwen1.5-1.8B-Chat"),
 }
 
 

@@ -5,7 +5,7 @@ Runs here, on the controller (it needs Ansible's Python for the collection's fil
 the jobs file travels to the GPU machine with the repository. It uses the collection's
 own code unchanged: model_spec.normalize_model for the spec, the `vram_plan` and
 `vllm_args` filters (plugins/filter/vllm.py) for the plan and the command line. The
-shape is what the role reads from the cached model (vram_planner.shape_from_hf_config
+shape is what the role reads from the cached model (model_config.shape_from_hf_config
 of the config.json and safetensors size gen_models.py writes); the plan from the
 inventory-style shape alone (params_b) is recorded beside it.
 
@@ -26,7 +26,7 @@ sys.path.insert(0, HERE)
 from ansible.errors import AnsibleFilterError  # noqa: E402
 from ansible_collections.homelab.gpu_stack.plugins.filter.vllm import vllm_args, vram_plan  # noqa: E402
 from ansible_collections.homelab.gpu_stack.plugins.module_utils.model_spec import normalize_model  # noqa: E402
-from ansible_collections.homelab.gpu_stack.plugins.module_utils.vram_planner import (  # noqa: E402
+from ansible_collections.homelab.gpu_stack.plugins.module_utils.model_config import (  # noqa: E402
     shape_from_hf_config)
 
 import gen_models  # noqa: E402

@@ -8,6 +8,7 @@ when all is well), so a test can also prove each check fires on a broken copy.
 """
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -36,7 +37,9 @@ def render(inventory, out_dir, extra=None, playbook="playbooks/render.yml", verb
     args = [str(ANSIBLE_BIN / "ansible-playbook"), playbook, "-i", str(inventory),
             "-e", json.dumps(dict({"gpu_stack_render_dir": str(out_dir)}, **(extra or {}))),
             "-e", "ansible_python_interpreter=%s" % sys.executable] + (["-" + "v" * verbose] if verbose else [])
-    proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=900, check=False)
+    # No Hub from tests: shapes come from the inventories' config folders.
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=900, check=False, env=env)
     return proc.returncode, proc.stdout + proc.stderr
 
 
@@ -63,19 +66,39 @@ def validate_all(objects, version=None):
     return checked
 
 
+def _inventory(inventory):
+    out = subprocess.run([str(ANSIBLE_BIN / "ansible-inventory"), "-i", str(inventory), "--list"], cwd=ROOT,
+                         check=True, capture_output=True, text=True, timeout=120).stdout
+    data = json.loads(out)
+    return data["_meta"]["hostvars"], data.get("gpu_workers", {}).get("hosts", [])
+
+
 def inventory_models(inventory):
     """(normalised models, {host: gpu}) of an inventory, through the one model spec."""
     from ansible_collections.homelab.gpu_stack.plugins.module_utils.model_spec import collect_models, public
 
-    out = subprocess.run([str(ANSIBLE_BIN / "ansible-inventory"), "-i", str(inventory), "--list"], cwd=ROOT,
-                         check=True, capture_output=True, text=True, timeout=120).stdout
-    data = json.loads(out)
-    hostvars = data["_meta"]["hostvars"]
-    workers = data.get("gpu_workers", {}).get("hosts", [])
+    hostvars, workers = _inventory(inventory)
     models = [public(m) for m in collect_models(hostvars, workers)]
     gpus = dict((h, hostvars[h]["gpu_stack_gpu"]) for h in workers)
     active = hostvars[workers[0]].get("gpu_stack_gpu_mode") if workers else None
     return models, gpus, active
+
+
+def inventory_stack(inventory):
+    """The stack model of an inventory as preflight compiles it offline (its config folder, no Hub)."""
+    from ansible_collections.homelab.gpu_stack.plugins.module_utils import inventory as inv, stack_model
+
+    hostvars, workers = _inventory(inventory)
+    first = hostvars[workers[0]]
+    groups = {"k3s_servers": workers[:1], "gpu_workers": workers}
+    # The vault's keys are not resolved here; any key stands in (none enters the stack model).
+    tiers = [dict(t, api_key="x") if t.get("api_key") else t for t in first["gpu_stack_tiers"]]
+    view = inv.check_inventory(dict((h, hostvars[h]) for h in workers), groups, first["gpu_stack_gpu_modes"],
+                               first["gpu_stack_gpu_mode"], tiers)
+    folder = first.get("gpu_stack_model_configs")
+    if folder and not folder.startswith("/"):
+        folder = str(ROOT / inventory / folder)
+    return stack_model.compile_stack(view, config_folder=folder, names=dict((h, h) for h in workers))
 
 
 def _find(objects, kind, name):

@@ -26,6 +26,7 @@ import kubernetes_validate
 import pytest
 import yaml
 from cryptography import x509
+from serving_checks import inventory_stack
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # the checkout is linked there as ansible_collections/homelab/gpu_stack (scripts/bootstrap.sh)
@@ -34,6 +35,8 @@ if os.path.join(ROOT, ".ansible", "collections") not in sys.path:
 FIXTURES = os.path.join(ROOT, "tests", "render", "fixtures")
 PLAYBOOK = os.path.join(FIXTURES, "addons-render.yml")
 ANSIBLE_PLAYBOOK = os.path.join(ROOT, ".venv", "bin", "ansible-playbook")
+# No Hugging Face Hub from tests: shapes come from the inventories' config folders.
+OFFLINE = dict(os.environ, HF_HUB_OFFLINE="1")
 
 
 def _yaml(path):
@@ -54,7 +57,7 @@ def render(tmp_path, inventory="inventories/local", extra=None, expect_ok=True):
             "-e", json.dumps(dict({"addons_out": str(out), "gpu_addons_render_dir": str(tmp_path / "rendered"),
                                    "gpu_addons_tls_dir": str(tmp_path / "tls")}, **(extra or {}))),
             "-e", "ansible_python_interpreter=%s" % sys.executable]
-    proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False, env=OFFLINE)
     if not expect_ok:
         assert proc.returncode != 0, proc.stdout
         return proc.stdout + proc.stderr
@@ -334,7 +337,7 @@ def render_stack(out, extra=None):
         [ANSIBLE_PLAYBOOK, os.path.join(FIXTURES, "stack-render.yml"), "-i", "inventories/local",
          "-e", json.dumps(dict({"stack_dir": str(out), "stack_roles": SERVING_ROLES}, **(extra or {}))),
          "-e", "ansible_python_interpreter=%s" % sys.executable],
-        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False, env=OFFLINE)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     objects = []
     for name in sorted(os.listdir(out)):
@@ -556,11 +559,8 @@ def svg_texts(path):
 
 
 def example_plan(name):
-    """The planner's own figures for a model of the example inventory."""
-    from ansible_collections.homelab.gpu_stack.plugins.module_utils import vram_planner
-    model = [m for m in _yaml("inventories/example/host_vars/nuc.yml")["gpu_stack_models"] if m["name"] == name][0]
-    return vram_planner.plan(model["shape"], 12288, dtype=model["dtype"], quantization=model["quantization"],
-                             context_length=model["context_length"])
+    """The plan of a model of the example inventory, as its Deployment runs it."""
+    return [m["plan"] for m in inventory_stack("inventories/example")["models"] if m["name"] == name][0]
 
 
 def test_topology_svg_shows_nodes_gpus_plans_and_chain(sliced):
@@ -573,6 +573,7 @@ def test_topology_svg_shows_nodes_gpus_plans_and_chain(sliced):
     plan = example_plan("llama-8b")
     assert "context %d" % plan["max_model_len"] in joined
     assert "(%.2f GiB)" % (plan["kv_cache_bytes"] / float(1 << 30)) in joined
+    assert "shape: folder" in joined  # where the plan's shape came from
     chain = [t for t in texts if re.match(r"^\d\. \w+ tier", t or "")]
     assert chain == ["1. gpu tier (gpu)", "2. cpu tier (cpu)", "3. cloud tier (cloud)"]
     assert "sk-" not in open(sliced["_tmp"] / "rendered" / "topology.svg").read()
@@ -589,10 +590,8 @@ def test_topology_png_is_made_at_the_svg_size(sliced):
 
 def test_topology_in_gaming_mode_frees_the_gpu():
     from ansible_collections.homelab.gpu_stack.plugins.filter.topology import topology, topology_svg
-    group_vars = _yaml("inventories/example/group_vars/all/main.yml")
-    tiers = [dict(t, api_key="x") if t.get("api_key") else t for t in group_vars["gpu_stack_tiers"]]
     groups = {"k3s_servers": ["minipc"], "k3s_agents": ["nuc"], "gpu_workers": ["nuc"]}
-    data = topology({"nuc": _yaml("inventories/example/host_vars/nuc.yml")}, groups, tiers, "gaming")
+    data = topology(inventory_stack("inventories/example"), groups, "gaming")
     assert [m["active"] for m in data["nodes"][1]["models"]] == [False, False]
     svg = topology_svg(data)
     assert "GPU free in this mode" in svg and "(running)" not in svg
@@ -602,12 +601,10 @@ def test_topology_counts_the_driver_reserve_as_used():
     """The NUC's 12 GB card: what is planned plus what is free is the card, and the
     free part excludes the memory the driver keeps from CUDA."""
     from ansible_collections.homelab.gpu_stack.plugins.filter.topology import topology, topology_svg
-    group_vars = _yaml("inventories/example/group_vars/all/main.yml")
-    tiers = [dict(t, api_key="x") if t.get("api_key") else t for t in group_vars["gpu_stack_tiers"]]
     groups = {"k3s_servers": ["minipc"], "k3s_agents": ["nuc"], "gpu_workers": ["nuc"]}
     nuc = _yaml("inventories/example/host_vars/nuc.yml")
-    data = topology({"nuc": nuc}, groups, tiers, group_vars["gpu_stack_gpu_mode"])
-    plans = [m["plan"] for m in data["nodes"][1]["models"] if m["active"] and m["plan"]]
+    data = topology(inventory_stack("inventories/example"), groups)
+    plans = [m["plan"] for m in data["nodes"][1]["models"] if m["active"]]
     assert plans and all(p["cuda_reserved_mib"] > 0 for p in plans)
     planned, free = (float(v) for v in re.search(r"([\d.]+) GiB planned, ([\d.]+) GiB free",
                                                  topology_svg(data)).groups())

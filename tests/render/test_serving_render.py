@@ -19,10 +19,10 @@ import stat
 import kubernetes_validate
 import pytest
 
-from serving_checks import (ROOT, inventory_models, k8s_version, load_objects, render, semantic_errors,
-                            validate_all)
+from serving_checks import (ROOT, inventory_models, inventory_stack, k8s_version, load_objects, render,
+                            semantic_errors, validate_all)
 
-from ansible_collections.homelab.gpu_stack.plugins.filter.vllm import vllm_args, vram_plan
+from ansible_collections.homelab.gpu_stack.plugins.filter.vllm import vllm_args
 
 TOKEN = "hf_renderCheckToken0123456789"
 KEY = "sk-vllm-renderCheckKey0123456789"
@@ -68,10 +68,14 @@ def test_vllm_objects_mean_what_they_should(rendered):
 
 
 def test_deployment_runs_the_planned_arguments(rendered):
+    """The Deployment runs the plan of the model's own config.json, the same one the
+    stack model gives the picture and the summary."""
+    stack = dict((m["name"], m) for m in inventory_stack(rendered["inventory"])["models"])
     for model in rendered["models"]:
         deploy = rendered["objects"]["deployment-%s.yaml" % model["name"]]
         container = deploy["spec"]["template"]["spec"]["containers"][0]
-        plan = vram_plan(model, rendered["gpus"][model["node"]])
+        plan = stack[model["name"]]["plan"]
+        assert plan["shape_source"] == "folder"
         assert container["command"] == ["vllm", "serve"]
         assert container["args"] == vllm_args(model, plan)
         assert json.loads(deploy["metadata"]["annotations"]["homelab.gpu_stack/plan"]) == plan
@@ -199,6 +203,7 @@ def test_a_card_without_count_still_serves_its_models(tmp_path):
     rendered no vLLM object at all, and render.yml still exited 0."""
     inv = tmp_path / "inv"
     shutil.copytree(ROOT / "inventories/example", inv)
+    shutil.copytree(ROOT / "inventories/model-configs", tmp_path / "model-configs")
     host_vars = inv / "host_vars" / "nuc.yml"
     text = host_vars.read_text()
     assert "  count: 1\n" in text

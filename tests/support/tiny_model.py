@@ -24,7 +24,7 @@ small built-in text, with ChatML special tokens and a ChatML chat template, so
 exercising servers, gateways and memory arithmetic.
 
 Printed on stdout (one line of JSON): the shape as the planner reads it
-(vram_planner.shape_from_hf_config gives the same from config.json).
+(model_config.shape_from_hf_config gives the same from config.json).
 """
 
 from __future__ import absolute_import, division, print_function

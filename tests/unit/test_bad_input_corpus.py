@@ -24,5 +24,7 @@ def test_bad_input_fails_with_its_message(case, tmp_path):
     rc, out = runner.run_case(case, tmp_path)
     assert rc != 0, "preflight accepted a bad inventory (%s):\n%s" % (case["why"], out[-3000:])
     assert runner.collapse(case["expect"]) in runner.collapse(out), out[-4000:]
+    if case.get("expect_also"):
+        assert runner.collapse(case["expect_also"]) in runner.collapse(out), out[-4000:]
     changed = [int(n) for n in re.findall(r"changed=(\d+)", out)]
     assert changed and not any(changed), "a host changed before the failure"

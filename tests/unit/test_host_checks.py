@@ -10,7 +10,9 @@ MOUNTS = [
 
 
 def model(name, path, size, node="nuc"):
-    return {"name": name, "node": node, "cache": {"kind": "hostPath", "path": path, "size_gib": size}}
+    """A stack model entry: its spec and the cache size the stack model resolved."""
+    return {"name": name, "node": node, "cache_gib": size,
+            "spec": {"name": name, "node": node, "cache": {"kind": "hostPath", "path": path, "size_gib": None}}}
 
 
 def test_caches_count_on_the_mount_that_holds_them():

@@ -2,9 +2,9 @@
 # Apache License 2.0 (see LICENSE)
 """Every vLLM argument list we emit for the shipped inventories, parsed by vLLM itself.
 
-The lists come from the same filters the vllm role's Deployment template
-calls (model_specs -> vram_plan -> vllm_args) over the inventories' real
-variables (ansible-inventory --list). They are parsed in the CPU vLLM venv
+The lists are the stack model's (plugins/module_utils/stack_model.py, what
+the vllm role's Deployment template renders), compiled over the inventories'
+real variables (ansible-inventory --list) and their config folders. They are parsed in the CPU vLLM venv
 (scripts/venv-vllm.sh) by `vllm serve`'s own parser and
 validate_parsed_serve_args (tests/support/vllm_argparse.py), so a flag vLLM
 renamed or removed, or a value it no longer accepts, fails here. Quantization
@@ -19,9 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.homelab.gpu_stack.plugins.filter.vllm import vllm_args, vram_plan
-from ansible_collections.homelab.gpu_stack.plugins.module_utils.model_spec import (KV_CACHE_DTYPES, QUANT_ACT_DTYPES,
-                                                                                   collect_models, public)
+from ansible_collections.homelab.gpu_stack.plugins.filter.vllm import vllm_args
+from ansible_collections.homelab.gpu_stack.plugins.module_utils.model_spec import KV_CACHE_DTYPES, QUANT_ACT_DTYPES
 
 ROOT = Path(__file__).resolve().parents[2]
 INVENTORIES = ["inventories/example", "inventories/local"]
@@ -30,25 +29,13 @@ SPEC = {"name": "x", "source": "org/x", "served_name": "x", "dtype": "auto", "te
 PLAN = {"gpu_memory_utilization": 0.9, "max_model_len": 512, "max_num_seqs": 4, "max_num_batched_tokens": 512}
 
 
-def inventory_vars(inventory):
-    ansible_inventory = Path(sys.executable).with_name("ansible-inventory")
-    out = subprocess.run([str(ansible_inventory), "-i", inventory, "--list"], cwd=ROOT, check=True,
-                         capture_output=True, text=True, timeout=120).stdout
-    data = json.loads(out)
-    hostvars = data["_meta"]["hostvars"]
-    workers = data.get("gpu_workers", {}).get("hosts", [])
-    return hostvars, workers
-
-
 def emitted_lists():
-    lists = {}
-    for inventory in INVENTORIES:
-        hostvars, workers = inventory_vars(inventory)
-        for model in collect_models(hostvars, workers):
-            spec = public(model)
-            plan = vram_plan(spec, hostvars[spec["node"]]["gpu_stack_gpu"])
-            lists["%s:%s" % (inventory, spec["name"])] = vllm_args(spec, plan)
-    return lists
+    """The argument lists the stack model gives each Deployment of the shipped inventories."""
+    sys.path.insert(0, str(ROOT / "tests" / "render"))
+    from serving_checks import inventory_stack
+
+    return dict(("%s:%s" % (inventory, m["name"]), m["args"])
+                for inventory in INVENTORIES for m in inventory_stack(inventory)["models"])
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ import pytest
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.homelab.gpu_stack.plugins.filter.vllm import vllm_args, vram_plan
+from ansible_collections.homelab.gpu_stack.plugins.module_utils import model_config as mc
 from ansible_collections.homelab.gpu_stack.plugins.module_utils import vram_planner as vp
 
 GIB = 1 << 30
@@ -71,7 +72,7 @@ H100_FIRST_STARTS = [
 def test_non_kv_memory_matches_vllms_first_start(model, card, vllm_weights, vllm_non_kv):
     cards = {"12gb": 12288, "16gb": 16380, "24gb": 24564}
     _cfg, _dtype, quant, _src = gen_models.MODELS[model]
-    shape = vp.shape_from_hf_config(gen_models.hf_config(model), gen_models.checkpoint_bytes(model))
+    shape = mc.shape_from_hf_config(gen_models.hf_config(model), gen_models.checkpoint_bytes(model))
     plan = vp.plan(shape, cards[card], dtype="float16" if quant else "auto",
                    quantization="awq_marlin" if quant else None, cuda_reserved_mib=0)
     # AWQ loads 2.6-4.0% above its files; one factor (1.03) covers all three.
@@ -148,12 +149,12 @@ def test_hf_config_shape():
     llama = {"model_type": "llama", "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 4,
              "hidden_size": 128, "head_dim": 16, "vocab_size": 500, "max_position_embeddings": 2048,
              "torch_dtype": "bfloat16"}
-    assert vp.shape_from_hf_config(llama)["head_dim"] == 16
+    assert mc.shape_from_hf_config(llama)["head_dim"] == 16
     # vLLM's Qwen2 derives head_dim from hidden/heads whatever config.json says.
     qwen = dict(llama, model_type="qwen2")
-    assert vp.shape_from_hf_config(qwen)["head_dim"] == 32
-    assert "weight_bytes" not in vp.shape_from_hf_config(llama)
-    assert vp.shape_from_hf_config(llama, 1000)["weight_bytes"] == 1000
+    assert mc.shape_from_hf_config(qwen)["head_dim"] == 32
+    assert "weight_bytes" not in mc.shape_from_hf_config(llama)
+    assert mc.shape_from_hf_config(llama, 1000)["weight_bytes"] == 1000
 
 
 def test_float32_checkpoint_served_in_bf16_halves_the_file_size():
@@ -190,19 +191,19 @@ def test_extra_args_replace_planned_flags_and_reach_the_planner():
 
 
 def test_filter_refuses_more_gpus_than_the_node_has():
-    with pytest.raises(AnsibleFilterError, match=r"gpu_stack_models: model llama-8b on host nuc: tensor_parallel_size 2 GPUs asked, the node has 1"):
+    with pytest.raises(AnsibleFilterError, match=r"gpu_stack_models on host nuc: model llama-8b: tensor_parallel_size 2 GPUs asked, the node has 1"):
         vram_plan(dict(SPEC, tensor_parallel_size=2), GPU12)
 
 
 def test_filter_names_the_model_when_it_cannot_fit():
-    with pytest.raises(AnsibleFilterError, match=r"gpu_stack_models: model llama-8b on host nuc does not fit: weights 14.96 GiB"):
+    with pytest.raises(AnsibleFilterError, match=r"gpu_stack_models on host nuc: model llama-8b does not fit: weights 14.96 GiB"):
         vram_plan(dict(SPEC, quantization=None), GPU12)
 
 
 def test_local_path_has_no_revision():
     spec = dict(SPEC, source="/models/tiny", quantization=None, dtype="float32",
                 shape=dict(num_layers=2, num_attention_heads=4, num_kv_heads=2, head_dim=32, hidden_size=128,
-                           params_b=0.0004, max_position_embeddings=2048))
+                           intermediate_size=256, vocab_size=512, params_b=0.0004, max_position_embeddings=2048))
     args = vllm_args(spec, vram_plan(spec, GPU12))
     assert args[0] == "/models/tiny" and "--revision" not in args
 
@@ -213,7 +214,7 @@ def test_never_caps_concurrency_where_vllms_defaults_start(model):
     the defaults start at all (util 0.92, the model's full context), they take 32
     concurrent requests; the plan must take them too, on every home card size."""
     _cfg, _dtype, quant, _src = gen_models.MODELS[model]
-    shape = vp.shape_from_hf_config(gen_models.hf_config(model), gen_models.checkpoint_bytes(model))
+    shape = mc.shape_from_hf_config(gen_models.hf_config(model), gen_models.checkpoint_bytes(model))
     kw = {"dtype": "float16", "quantization": "awq_marlin"} if quant else {}
     compared = 0
     for vram_mib in (8192, 10240, 12288, 16380, 20480, 24564, 49140):
@@ -235,7 +236,7 @@ def test_the_example_nucs_rtx_3060_starts_its_8b_awq_model():
     non-KV memory vLLM used for this model on the H100 (6.72 GiB, first start),
     the cache vLLM finds must hold the planned max_model_len, or vLLM refuses to
     start. Planning on memory.total (cuda_reserved_mib 0) fails this: 30720 > 30688."""
-    shape = vp.shape_from_hf_config(gen_models.hf_config("llama-3.1-8b-awq"),
+    shape = mc.shape_from_hf_config(gen_models.hf_config("llama-3.1-8b-awq"),
                                     gen_models.checkpoint_bytes("llama-3.1-8b-awq"))
     plan = vp.plan(shape, 12288, dtype="float16", quantization="awq_marlin")
     found = vp.kv_tokens_for_bytes(plan["gpu_memory_utilization"] * 12032 * 2 ** 20 - 6.72 * GIB,

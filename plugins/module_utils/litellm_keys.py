@@ -47,13 +47,17 @@ def key_info(request, key):
 
 
 def aliases(request, prefix):
-    """{alias: count} of the keys LiteLLM holds under the prefix."""
-    status, body = request("GET", "/key/list", params={"return_full_object": "true", "size": 100})
-    found = {}
-    for key in _ok("/key/list", status, body).get("keys") or []:
-        alias = key.get("key_alias") if isinstance(key, dict) else None
-        if alias and alias.startswith(prefix):
-            found[alias] = found.get(alias, 0) + 1
+    """{alias: count} of the keys LiteLLM holds under the prefix (every page)."""
+    found, page, pages = {}, 1, 1
+    while page <= pages:
+        status, body = request("GET", "/key/list", params={"return_full_object": "true", "search": prefix,
+                                                          "size": 100, "page": page})
+        body = _ok("/key/list", status, body)
+        for key in body.get("keys") or []:
+            alias = key.get("key_alias") if isinstance(key, dict) else None
+            if alias and alias.startswith(prefix):
+                found[alias] = found.get(alias, 0) + 1
+        pages, page = body.get("total_pages") or 1, page + 1
     return found
 
 

@@ -63,7 +63,7 @@ def rendered(tmp_path_factory):
     out = tmp_path_factory.mktemp("webui-render")
     (out / "render.yml").write_text(RENDER_PLAYBOOK)
     extra = {"open_webui_enabled": True, "open_webui_mode": "render", "open_webui_render_dir": str(out / "objects"),
-             "open_webui_default_model": MODEL, "gpu_stack_render_secrets": True,
+             "gpu_stack_render_secrets": True,
              "ansible_python_interpreter": sys.executable}
     proc = subprocess.run(
         [str(Path(sys.executable).with_name("ansible-playbook")), "-i", str(ROOT / "inventories/local"),
@@ -185,7 +185,7 @@ def test_browser_chats_through_the_gpu_tier_then_the_cpu_tier(stack, tmp_path):
             time.sleep(0.5)
         state = json.loads(progress.read_text()) if progress.exists() else {}
         assert "first" in state, "browser stopped early:\n%s" % browser.stdout.read()[-4000:]
-        assert MODEL in state["model_label"]
+        assert state["model_label"] == "Selected model: %s" % MODEL
         assert state["first"].strip(), "the page shows no answer text"
         assert vllm_requests(stack) > before, "vLLM (the GPU tier) served no request"
 

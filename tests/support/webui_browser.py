@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import sync_playwright
 
 # As root in a container or CI: no sandbox, and nothing fetched by the browser.
@@ -39,8 +40,9 @@ def ask(page, text, turn):
     page.keyboard.press("Enter")
     answer = page.locator("#response-content-container").nth(turn)
     answer.wait_for(state="attached", timeout=ANSWER_TIMEOUT_MS)
-    # Done: the regenerate button of this answer shows once the stream ended.
-    page.locator("button[aria-label='Regenerate']").nth(turn).wait_for(timeout=ANSWER_TIMEOUT_MS)
+    # While it streams the input shows a stop button; "Voice mode" is back
+    # once the answer is complete.
+    page.locator("button[aria-label='Voice mode']").wait_for(state="visible", timeout=ANSWER_TIMEOUT_MS)
     return answer.inner_text()
 
 
@@ -56,10 +58,18 @@ def main(url, email, model, workdir):
         page.click("button[type=submit]")
         page.wait_for_url(url + "/", timeout=60000)
         note(workdir, logged_in=True)
+        # The release notes greet an account once (its settings remember it).
+        whats_new = page.get_by_role("button", name="Okay, Let's Go!")
+        try:
+            whats_new.wait_for(timeout=15000)
+            whats_new.click()
+        except PlaywrightTimeout:
+            pass
 
-        page.locator("button[aria-label='Select a model']").first.click()
-        page.get_by_role("option").filter(has_text=model).first.click()
-        note(workdir, model_label=page.locator("button[aria-label='Select a model']").first.inner_text().strip())
+        selector = page.locator("button[aria-haspopup=listbox][id^=model-selector]").first
+        selector.click()
+        page.get_by_role("option", name="Select %s model" % model).click()
+        note(workdir, model_label=selector.get_attribute("aria-label"))
 
         first = ask(page, "Say hello.", 0)
         page.screenshot(path=str(workdir / "answer-gpu.png"), full_page=True)

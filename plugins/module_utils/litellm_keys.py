@@ -50,8 +50,8 @@ def aliases(request, prefix):
     """{alias: count} of the keys LiteLLM holds under the prefix (every page)."""
     found, page, pages = {}, 1, 1
     while page <= pages:
-        status, body = request("GET", "/key/list", params={"return_full_object": "true", "search": prefix,
-                                                          "size": 100, "page": page})
+        query = {"return_full_object": "true", "search": prefix, "size": 100, "page": page}
+        status, body = request("GET", "/key/list", params=query)
         body = _ok("/key/list", status, body)
         for key in body.get("keys") or []:
             alias = key.get("key_alias") if isinstance(key, dict) else None

@@ -24,6 +24,7 @@ open_webui_extra_env; and the tiny model serves a 2048-token context.
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -220,3 +221,14 @@ def test_browser_chats_through_the_gpu_tier_then_the_cpu_tier(stack, tmp_path):
             shutil.copy(shot, ARTIFACTS / shot.name)
     assert (ARTIFACTS / "answer-gpu.png").stat().st_size > 10000
     assert (ARTIFACTS / "answer-after-gpu-stopped.png").stat().st_size > 10000
+
+
+def test_app_keys_need_litellm_database_and_say_so(stack, helpers):
+    """homelab.gpu_stack.litellm_keys against this real LiteLLM, which has no
+    database: it fails with LiteLLM's own answer, and the master key stays out
+    of the output. (With a database: tests/unit/test_litellm_keys.py.)"""
+    result, out = helpers.run_module("homelab.gpu_stack.litellm_keys", {
+        "base_url": stack.lite_base + "/v1", "master_key": MASTER_KEY, "consumers": [{"name": "open-webui"}]})
+    assert result.get("failed"), out[-3000:]
+    assert re.search(r"LiteLLM /key/list answered HTTP [45]\d\d: ", result["msg"]), result["msg"]
+    assert MASTER_KEY not in out

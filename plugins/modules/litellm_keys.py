@@ -116,25 +116,12 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.homelab.gpu_stack.plugins.module_utils.litellm_keys import KeyApiError, sync
 from ansible_collections.homelab.gpu_stack.plugins.module_utils.openai_gate import (
-    describe, http_library, server_root)
+    describe, http_library, http_transport, server_root)
 
 
 def http_request(base_url, master_key, timeout, ca_data=None, connect_address=None):
-    import ssl
-
-    httpx = http_library()
-    verify = ssl.create_default_context(cadata=ca_data) if ca_data else True
-
-    class Transport(httpx.HTTPTransport):
-        # As openai_gate.http_client: reach the Ingress by name without DNS.
-        def handle_request(self, req):
-            if connect_address:
-                req.extensions = dict(req.extensions, sni_hostname=req.url.host)
-                req.url = req.url.copy_with(host=connect_address)
-            return super(Transport, self).handle_request(req)
-
-    client = httpx.Client(transport=Transport(verify=verify), timeout=timeout,
-                          headers={"Authorization": "Bearer " + master_key})
+    client = http_library().Client(transport=http_transport(ca_data=ca_data, connect_address=connect_address),
+                                   timeout=timeout, headers={"Authorization": "Bearer " + master_key})
     root = server_root(base_url)
 
     def request(method, path, body=None, params=None):

@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 need_apt=()
 for cmd in podman:podman debootstrap:debootstrap runc:runc netavark:/usr/lib/podman/netavark \
     librsvg2-bin:rsvg-convert shellcheck:shellcheck openssh-client:ssh-keygen \
-    prometheus:prometheus; do
+    prometheus:prometheus chromium:chromium; do
   bin=${cmd#*:}; pkg=${cmd%%:*}
   if [[ $bin == /* ]]; then [[ -x $bin ]] || need_apt+=("$pkg"); else command -v "$bin" >/dev/null || need_apt+=("$pkg"); fi
 done

@@ -27,7 +27,7 @@ part sanity        "scripts/sanity.sh"
 # once per pin set or recipe (cached by hash), here rather than inside a
 # test's time limit. llama.cpp compiles on the CPU while the others mostly
 # download, so they run beside it.
-part builds "scripts/venv-llamacpp.sh & llamacpp=\$!; scripts/venv-vllm.sh && scripts/venv-litellm.sh && images/build.sh; rc=\$?; wait \$llamacpp && exit \$rc"
+part builds "scripts/venv-llamacpp.sh & llamacpp=\$!; scripts/venv-vllm.sh && scripts/venv-litellm.sh && scripts/venv-open-webui.sh && images/build.sh; rc=\$?; wait \$llamacpp && exit \$rc"
 # pytest exits 5 when a folder collects no test: that counts as a failure.
 # The unit tests (most of them ansible-playbook runs of the bad-input corpus)
 # run on both cores; render and e2e share module fixtures and real servers.

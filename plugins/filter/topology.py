@@ -35,6 +35,9 @@ options:
   mode:
     description: A GPU mode to draw instead of the stack model's active one; models outside it are drawn stopped.
     type: str
+  ui_url:
+    description: The chat page's URL (Open WebUI), shown under the title when given.
+    type: str
 """
 
 EXAMPLES = r"""
@@ -47,7 +50,9 @@ EXAMPLES = r"""
 
 RETURN = r"""
 _value:
-  description: C(mode), C(nodes) (name, roles, gpu, models with plan) and C(chain) (the tiers in fallback order).
+  description:
+    - C(mode), C(nodes) (name, roles, gpu, models with plan, the cpu tiers it runs), C(chain) (the tiers in
+      fallback order, each with the node it is deployed on, if any) and C(ui_url).
   type: dict
 """
 
@@ -59,8 +64,10 @@ GIB = float(1 << 30)
 ROLE_GROUPS = (("k3s_servers", "k3s server"), ("k3s_agents", "k3s agent"), ("gpu_workers", "GPU worker"))
 
 
-def topology(stack, groups, mode=None):
+def topology(stack, groups, mode=None, ui_url=None):
     mode = mode or stack["mode"]
+    tiers = stack["gateway"]["tiers"]
+    gpu_tiers = stack["gateway"]["gpu_tiers"]
     hosts = []
     for group, _role in ROLE_GROUPS:
         for host in groups.get(group) or []:
@@ -78,16 +85,19 @@ def topology(stack, groups, mode=None):
                 "tensor_parallel_size": spec["tensor_parallel_size"], "route": entry["route"],
                 "plan": entry["plan"], "shape_source": entry["shape_source"],
             })
-        nodes.append({"name": host, "roles": roles, "gpu": stack["gpus"].get(host), "models": node_models})
-    tiers = stack["gateway"]["tiers"]
-    gpu_tiers = stack["gateway"]["gpu_tiers"]
+        # The cpu tiers the collection runs on this node (role cpu_tier).
+        node_tiers = ["%s tier: %s, %s" % (t["name"], t["deploy"]["server"], t["model"]) for t in tiers.values()
+                      if t.get("deploy") and t["deploy"]["host"] == host]
+        nodes.append({"name": host, "roles": roles, "gpu": stack["gpus"].get(host), "models": node_models,
+                      "tiers": node_tiers})
     chain = []
     for name in tiers[gpu_tiers[0] if gpu_tiers else next(iter(tiers))]["chain"]:
         tier = tiers[name]
         target = {"gpu": "vLLM on the GPU workers"}.get(tier["kind"]) or tier.get("model") or ""
         chain.append({"name": name, "kind": tier["kind"], "provider": tier["provider"], "target": target,
-                      "api_base": tier.get("api_base"), "timeout_s": tier["timeout_s"]})
-    return {"mode": mode, "nodes": nodes, "chain": chain}
+                      "api_base": tier.get("api_base"), "timeout_s": tier["timeout_s"],
+                      "deployed_on": tier["deploy"]["host"] if tier.get("deploy") else None})
+    return {"mode": mode, "nodes": nodes, "chain": chain, "ui_url": ui_url}
 
 
 # --- drawing -------------------------------------------------------------------
@@ -185,7 +195,8 @@ def topology_svg(data, title="homelab.gpu_stack"):
     body = []
     # header
     body.append(_text(MARGIN, 34, title, 20, "bold"))
-    body.append(_text(MARGIN, 54, "active GPU mode: %s" % (data.get("mode") or "(all)"), 13, color="#444"))
+    body.append(_text(MARGIN, 54, "active GPU mode: %s%s" % (
+        data.get("mode") or "(all)", "   |   chat page: %s" % data["ui_url"] if data.get("ui_url") else ""), 13, color="#444"))
     # gateway and fallback chain
     chain = data["chain"]
     gx, gy = MARGIN, 80
@@ -200,7 +211,8 @@ def topology_svg(data, title="homelab.gpu_stack"):
         body.append(_rect(x, gy, tier_w, 50, "#ffffff", COLORS.get(tier["kind"], "#555"), 8))
         body.append(_rect(x, gy, 8, 50, COLORS.get(tier["kind"], "#555"), rx=3))
         body.append(_text(x + 16, gy + 20, "%d. %s tier (%s)" % (index + 1, tier["name"], tier["kind"]), 12, "bold"))
-        target = tier["target"] if len(tier["target"]) <= 26 else tier["target"][:25] + "..."
+        target = "%s on %s" % (tier["target"], tier["deployed_on"]) if tier.get("deployed_on") else tier["target"]
+        target = target if len(target) <= 26 else target[:25] + "..."
         body.append(_text(x + 16, gy + 38, "%s  |  %gs" % (target, tier["timeout_s"]), 10, color="#555"))
         if index:
             body += _arrow(x - 50, gy + 25, x - 2, gy + 25, "fallback")
@@ -211,13 +223,16 @@ def topology_svg(data, title="homelab.gpu_stack"):
     max_h = 0
     for index, node in enumerate(nodes):
         x = MARGIN + index * (NODE_W + GAP)
-        height = 60 + (60 if node["gpu"] else 0) + 64 * max(len(node["models"]), 0) + 10
+        tiers = node.get("tiers") or []
+        height = 60 + (60 if node["gpu"] else 0) + 64 * max(len(node["models"]), 0) + 18 * len(tiers) + 10
         max_h = max(max_h, height)
         fill = "#eef4fb" if node["gpu"] else "#f5f5f5"
         body.append(_rect(x, top, NODE_W, height, fill, "#7a8ca3", 10))
         body.append(_text(x + 14, top + 24, node["name"], 15, "bold"))
         body.append(_text(x + 14, top + 42, " + ".join(node["roles"]), 11, color="#555"))
-        y = top + 76
+        for line, tier in enumerate(tiers):
+            body.append(_text(x + 14, top + 62 + 18 * line, tier, 11, color=COLORS["cpu"]))
+        y = top + 76 + 18 * len(tiers)
         if node["gpu"]:
             body += _vram_bar(x + 14, y, NODE_W - 28, node["gpu"], node["models"])
             y += 50

@@ -22,9 +22,10 @@ K3S_GROUPS = ("k3s_servers", "k3s_agents")
 # Every gpu_stack_* variable an inventory may set (README "Inventory");
 # tests/unit/test_model_spec.py checks the collection reads no other.
 KNOWN_VARS = (
-    "gpu_stack_gpu", "gpu_stack_gpu_facts_missing", "gpu_stack_gpu_mode", "gpu_stack_gpu_modes",
-    "gpu_stack_ingress_address", "gpu_stack_kube_context", "gpu_stack_kubeconfig", "gpu_stack_model_configs",
-    "gpu_stack_model_hub", "gpu_stack_models", "gpu_stack_monitoring", "gpu_stack_status_page",
+    "gpu_stack_gateway_keys", "gpu_stack_gpu", "gpu_stack_gpu_facts_missing", "gpu_stack_gpu_mode",
+    "gpu_stack_gpu_modes", "gpu_stack_ingress_address", "gpu_stack_kube_context", "gpu_stack_kubeconfig",
+    "gpu_stack_model_configs", "gpu_stack_model_hub", "gpu_stack_models", "gpu_stack_monitoring",
+    "gpu_stack_status_page",
     "gpu_stack_namespace", "gpu_stack_render_addons", "gpu_stack_render_dir", "gpu_stack_render_gateway",
     "gpu_stack_render_secrets", "gpu_stack_sandbox", "gpu_stack_tiers",
 )

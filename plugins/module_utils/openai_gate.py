@@ -70,8 +70,8 @@ def http_library():
     return httpx
 
 
-def http_client(ca_path=None, ca_data=None, connect_address=None):
-    """One HTTP client for every step, as the openai client takes it.
+def http_transport(ca_path=None, ca_data=None, connect_address=None):
+    """The HTTP transport of the collection's clients (the gate, litellm_keys).
 
     ``ca_path``/``ca_data``: trust only this CA (the collection's own), never
     the controller's store. ``connect_address``: open connections to this
@@ -80,8 +80,6 @@ def http_client(ca_path=None, ca_data=None, connect_address=None):
     gate reaches an Ingress by name without DNS or /etc/hosts.
     """
     import ssl
-
-    import openai
 
     httpx = http_library()
     verify = True
@@ -95,7 +93,14 @@ def http_client(ca_path=None, ca_data=None, connect_address=None):
                 request.url = request.url.copy_with(host=connect_address)
             return super(Transport, self).handle_request(request)
 
-    return openai.DefaultHttpxClient(transport=Transport(verify=verify))
+    return Transport(verify=verify)
+
+
+def http_client(ca_path=None, ca_data=None, connect_address=None):
+    """One HTTP client for every step, as the openai client takes it (http_transport)."""
+    import openai
+
+    return openai.DefaultHttpxClient(transport=http_transport(ca_path, ca_data, connect_address))
 
 
 def client_get(client):

@@ -34,7 +34,7 @@ MANAGED_BY = "homelab.gpu_stack"
 NAME_LABEL = "app.kubernetes.io/name"
 INSTANCE_LABEL = "app.kubernetes.io/instance"
 # What the roles label their objects as (app.kubernetes.io/name).
-COMPONENTS = ("vllm", "litellm", "cpu-tier", "gpu-addons", "monitoring")
+COMPONENTS = ("vllm", "litellm", "cpu-tier", "gpu-addons", "monitoring", "open-webui")
 
 # extra_args that change the memory plan: handed to the planner as tunables
 # so the plan and the flags agree.

@@ -597,6 +597,19 @@ def test_topology_in_gaming_mode_frees_the_gpu():
     assert "GPU free in this mode" in svg and "(running)" not in svg
 
 
+def test_topology_shows_the_deployed_cpu_tier_and_the_chat_page():
+    from ansible_collections.homelab.gpu_stack.plugins.filter.topology import topology, topology_svg
+    groups = {"k3s_servers": ["minipc"], "k3s_agents": ["nuc"], "gpu_workers": ["nuc"]}
+    stack = inventory_stack("inventories/example")
+    data = topology(stack, groups, "ml", ui_url="https://chat.gpu-stack.home.arpa")
+    assert data["nodes"][0]["tiers"] == ["cpu tier: ollama, llama3.2:3b"] and data["nodes"][1]["tiers"] == []
+    assert [t["deployed_on"] for t in data["chain"]] == [None, "minipc", None]
+    svg = topology_svg(data)
+    assert "llama3.2:3b on minipc" in svg and "cpu tier: ollama, llama3.2:3b" in svg
+    assert "chat page: https://chat.gpu-stack.home.arpa" in svg
+    assert "chat page" not in topology_svg(topology(stack, groups, "ml"))
+
+
 def test_topology_counts_the_driver_reserve_as_used():
     """The NUC's 12 GB card: what is planned plus what is free is the card, and the
     free part excludes the memory the driver keeps from CUDA."""

@@ -29,9 +29,10 @@ KEY = "sk-vllm-renderCheckKey0123456789"
 INVENTORIES = ["inventories/example", "inventories/local"]
 # Everything on: the per-model Ingresses (with vLLM's key) and the Secrets in
 # the folder. test_defaults_* render the shipped defaults.
-# (Secrets in the folder take a master key that is not the example's published one.)
+# (Secrets in the folder take a master key and a database password that are not the example's published ones.)
 EVERYTHING = {"model_cache_hf_token": TOKEN, "vllm_ingress_enabled": True, "vllm_api_key": KEY,
-              "gpu_stack_render_secrets": True, "litellm_master_key": "sk-renderCheckMaster0123456789abcd"}
+              "gpu_stack_render_secrets": True, "litellm_master_key": "sk-renderCheckMaster0123456789abcd",
+              "litellm_database_password": "renderCheckDatabase0123456789"}
 
 
 @pytest.fixture(scope="module", params=INVENTORIES)
@@ -121,11 +122,15 @@ def test_defaults_write_no_secret_and_no_way_around_the_gateway(tmp_path):
 
 
 def test_no_canary_in_a_vvv_render(tmp_path):
-    """Planted secrets (HF token, master key, cloud key, vLLM key) in a -vvv
+    """Planted secrets (HF token, master key, cloud key, vLLM key, database password,
+    Open WebUI's admin password and session key) in a -vvv
     render of the example inventory: in no line of the log, in no file."""
     canaries = {"model_cache_hf_token": "hf_canaryHfToken7d1e", "vault_litellm_master_key": "sk-canary-master-4b9f2c7a1e",
-                "vault_openai_api_key": "sk-canary-cloud-8e3a", "vllm_api_key": "sk-canary-vllm-2f6c9d0b5a"}
-    code, output = render("inventories/example", tmp_path, extra=dict(canaries, vllm_ingress_enabled=True), verbose=3)
+                "vault_openai_api_key": "sk-canary-cloud-8e3a", "vllm_api_key": "sk-canary-vllm-2f6c9d0b5a",
+                "vault_litellm_database_password": "canary-database-pass-5c2e9",
+                "open_webui_admin_password": "canary-ui-admin-3d8a", "open_webui_secret_key": "canary-ui-session-key-0a9e7b6c5d4e3f21"}
+    ui = {"vllm_ingress_enabled": True, "open_webui_enabled": True, "open_webui_admin_email": "you@example.org"}
+    code, output = render("inventories/example", tmp_path, extra=dict(canaries, **ui), verbose=3)
     assert code == 0, output[-3000:]
     assert "<127.0.0.1> EXEC" in output or "ESTABLISH LOCAL CONNECTION" in output  # it was -vvv
     leaked = [name for name, value in canaries.items() if value in output]

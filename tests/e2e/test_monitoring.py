@@ -34,7 +34,6 @@ from pathlib import Path
 import pytest
 import yaml
 from ansible_collections.homelab.gpu_stack.plugins.filter.status_page import status_page_html, vllm_cache_config
-from ansible_collections.homelab.gpu_stack.plugins.module_utils import model_spec, vram_planner
 from openai import OpenAI
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -81,12 +80,6 @@ def prom_query(base, expr):
     return body["data"]["result"]
 
 
-def shape(model_dir):
-    """The model's shape in the spec's keys, from its config.json, as the vllm role reads a cached model."""
-    found = vram_planner.shape_from_model_dir(str(model_dir))
-    return {k: v for k, v in found.items() if k in model_spec.SHAPE_OPTIONS}
-
-
 def panels():
     """(dashboard, panel title, unit, expr) for every target of every panel."""
     for path in sorted(DASHBOARDS.glob("*.json")):
@@ -115,8 +108,7 @@ def stack(tmp_path_factory, procs, tiny_model_dir, tiny_gguf, start_vllm, start_
              {"name": "cpu", "kind": "cpu", "provider": "openai_compatible", "api_base": s.cpu_base,
               "model": "tiny-cpu", "timeout_s": 20}]
     models = [{"name": MODEL, "source": str(tiny_model_dir), "served_name": MODEL, "dtype": "float32",
-               "context_length": 512, "modes": ["ml"], "revision": "main",
-               "shape": shape(tiny_model_dir)}]
+               "context_length": 512, "modes": ["ml"], "revision": "main"}]
     work = tmp_path_factory.mktemp("monitoring")
     # The role's rules, from the same spec; monitoring on loads LiteLLM's callback.
     helpers.run_render_playbook(RENDER.read_text(), models, tiers, {
@@ -126,7 +118,7 @@ def stack(tmp_path_factory, procs, tiny_model_dir, tiny_gguf, start_vllm, start_
     s.config = work / "litellm-config.yaml"
     helpers.render_litellm_config(s.config, models, tiers, {
         "litellm_master_key": MASTER_KEY, "litellm_model_api_bases": {MODEL: s.vllm_base + "/v1"},
-        "gpu_stack_monitoring": True}, work)
+        "gpu_stack_monitoring": True, "gpu_stack_gpu_modes": ["ml", "gaming"]}, work)
     exporter_port = helpers.free_port()
     s.exporter = procs.start("gpu-exporter-double", [
         sys.executable, "-m", "nvidia_gpu_exporter_double", "--web.listen-address=127.0.0.1:%d" % exporter_port,

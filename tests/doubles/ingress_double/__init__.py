@@ -10,6 +10,9 @@
 #   * Ingresses (networking.k8s.io/v1) of class "traefik" or of no class
 #     (k3s makes traefik the default IngressClass); other classes are left
 #     alone, as Traefik leaves them.
+#   * It listens on the node's own address (--listen; the k3s double gives
+#     the node's), as servicelb exposes the ports on the node: the Service
+#     addresses of the kube-proxy double on the same ports stay reachable.
 #   * Per rule host: HTTPS on :443 when a tls entry lists the host, with the
 #     certificate and key of the Secret it names (type kubernetes.io/tls, in
 #     the Ingress's namespace); plain HTTP on :80. A tls entry whose Secret is

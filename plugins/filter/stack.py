@@ -67,9 +67,10 @@ EXAMPLES = r"""
 
 RETURN = r"""
 _value:
-  description: C(models) (spec, node, node_name, gpu, shape, shape_source, plan, args, active, replicas,
+  description: C(models) (spec, node, node_name, gpu, shape, shape_source and in words shape_from, plan, args, active, replicas,
     strategy, labels, selector, service, cache_gib, route), C(gateway) (tiers, gpu_tiers, routes, chains,
-    key_env), C(mode), C(modes), C(namespace), C(vllm_port), C(node_names).
+    key_env), C(mode), C(modes), C(mode_models) (the models that run in each mode), C(namespace), C(vllm_port),
+    C(node_names), C(gpus), C(labels) (per component).
   type: dict
 """
 

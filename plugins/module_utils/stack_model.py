@@ -194,7 +194,7 @@ def compile_stack(view, node_configs=None, hub=None, config_folder=None, tunable
         models.append({
             "name": spec["name"], "spec": spec, "node": spec["node"],
             "node_name": names.get(spec["node"], spec["node"]), "gpu": gpu,
-            "shape": shape, "shape_source": source, "plan": plan,
+            "shape": shape, "shape_source": source, "shape_from": SHAPE_SOURCE_WORDS[source], "plan": plan,
             "args": vllm_args(spec, plan, port), "active": active, "replicas": 1 if active else 0,
             # No spare GPU on the node for a surge pod: the old pod goes first.
             "strategy": "Recreate" if used.get(spec["node"], 0) + spec["tensor_parallel_size"] > gpu["count"]

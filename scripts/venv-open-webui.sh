@@ -9,18 +9,7 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 req=requirements/open-webui.txt
-venv=$(venv_path open-webui "$req")
-if [[ ! -f $venv/.complete ]]; then
-  log "open-webui venv: building $venv (~3.5 min, ~3 GB)"
-  rm -rf "$venv"
-  mkdir -p "$(dirname "$venv")"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --upgrade pip
-  # --no-deps: the file is the whole frozen closure (no second resolve).
-  "$venv/bin/pip" install -q --no-deps -r "$req"
-  "$venv/bin/python" -c 'import open_webui, playwright.sync_api' \
-    || { log "open-webui venv: import check failed"; exit 1; }
-  touch "$venv/.complete"
-fi
+# ~3.5 min and ~3 GB on a fresh machine.
+frozen_venv open-webui "$req" 'import open_webui, playwright.sync_api'
 log "open-webui venv: ready"
-echo "$venv"
+venv_path open-webui "$req"

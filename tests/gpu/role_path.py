@@ -88,7 +88,7 @@ def main():
             name = "%s@%s" % (model, card)
             with open(os.path.join(rendered, "deployment-%s.yaml" % dns("%s-%s" % (model, card)))) as fh:
                 deployment = yaml.safe_load(fh)
-            plan = json.loads(deployment["metadata"]["annotations"]["homelab.gpu_stack/plan"])
+            plan = json.loads(deployment["metadata"]["annotations"]["gpu-stack.homelab/plan"])
             args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
             jobs.append({"name": name, "model": model, "namesake": gen_models.MODELS[model][3], "card": card,
                          "card_name": CARDS[card][0], "card_mib": CARDS[card][1], "kind": "role",

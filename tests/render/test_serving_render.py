@@ -79,7 +79,7 @@ def test_deployment_runs_the_planned_arguments(rendered):
         assert plan["shape_source"] == "folder"
         assert container["command"] == ["vllm", "serve"]
         assert container["args"] == vllm_args(model, plan)
-        assert json.loads(deploy["metadata"]["annotations"]["homelab.gpu_stack/plan"]) == plan
+        assert json.loads(deploy["metadata"]["annotations"]["gpu-stack.homelab/plan"]) == plan
 
 
 def test_secrets_only_in_secret_files(rendered):

@@ -300,6 +300,25 @@ def test_immutable_fields(dyn):
     assert e.value.status == 422 and "RFC 1123 subdomain" in e.value.body
 
 
+def test_label_and_annotation_keys_are_qualified_names(dyn):
+    """A real API server refuses a key whose prefix is no DNS subdomain ('_' in homelab.gpu_stack/...)."""
+    for meta in ({"labels": {"homelab.gpu_stack/gpu-worker": "true"}},
+                 {"annotations": {"homelab.gpu_stack/plan": "{}"}},
+                 {"labels": {"ok": "not a value"}}):
+        with pytest.raises(ApiException) as e:
+            ssa(dyn, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": dict(meta, name="keys", namespace=NS)})
+        assert e.value.status == 422 and "Invalid value" in e.value.body, meta
+    d = deployment("keys")
+    d["spec"]["template"]["metadata"]["annotations"] = {"bad_prefix.example/x": "1"}
+    with pytest.raises(ApiException) as e:
+        ssa(dyn, d)
+    assert e.value.status == 422 and "spec.template.metadata.annotations" in e.value.body
+    ok = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {
+        "name": "keys", "namespace": NS, "labels": {"gpu-stack.homelab/gpu-worker": "true", "a_b.c": ""},
+        "annotations": {"gpu-stack.homelab/plan": "{}", "Upper/Case": "annotations are checked lowercased"}}}
+    assert ssa(dyn, ok).metadata.labels["gpu-stack.homelab/gpu-worker"] == "true"
+
+
 # --------------------------------------------------------------------------- controllers
 
 def test_deployment_wait_and_scale(kad, dyn):

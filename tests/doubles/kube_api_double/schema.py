@@ -288,6 +288,54 @@ def name_errors(kind, name):
     return out
 
 
+QUALIFIED_NAME = r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]"
+QUALIFIED_MSG = ("name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an "
+                 "alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '%s')"
+                 % QUALIFIED_NAME)
+LABEL_VALUE = r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?"
+
+
+def qualified_name_errors(key):
+    """apimachinery's IsQualifiedName: [prefix/]name, the prefix a DNS-1123 subdomain."""
+    prefix, _, name = key.rpartition("/")
+    out = []
+    if "/" in prefix or (_ and not prefix):
+        return ["a qualified name must consist of alphanumeric characters, '-', '_' or '.', and must start and end "
+                "with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for "
+                "validation is '%s') with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"
+                % QUALIFIED_NAME]
+    if prefix:
+        rx, maxlen, msg = NAME_RULES["subdomain"]
+        if len(prefix) > maxlen:
+            out.append("prefix part must be no more than %d characters" % maxlen)
+        if not re.fullmatch(rx, prefix):
+            out.append("prefix part " + msg % rx)
+    if not name:
+        out.append("name part must be non-empty")
+    elif len(name) > 63:
+        out.append("name part must be no more than 63 characters")
+    if name and not re.fullmatch(QUALIFIED_NAME, name):
+        out.append(QUALIFIED_MSG)
+    return out
+
+
+def metadata_errors(meta, path):
+    """ValidateLabels and ValidateAnnotations: what a real API server refuses in label and annotation keys."""
+    errs = []
+    for key, value in ((meta or {}).get("labels") or {}).items():
+        errs += [("%s.labels" % path, "Invalid value: %s: %s" % (json.dumps(key), m)) for m in qualified_name_errors(key)]
+        value = value if isinstance(value, str) else ""
+        if len(value) > 63 or not re.fullmatch(LABEL_VALUE, value):
+            errs.append(("%s.labels" % path, "Invalid value: %s: a valid label must be an empty string or consist of "
+                         "alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric "
+                         "character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '%s')"
+                         % (json.dumps(value), LABEL_VALUE)))
+    for key in ((meta or {}).get("annotations") or {}):
+        errs += [("%s.annotations" % path, "Invalid value: %s: %s" % (json.dumps(key), m))
+                 for m in qualified_name_errors(key.lower())]
+    return errs
+
+
 # --------------------------------------------------------------------------- list merge keys
 
 # Associative lists (strategic merge patchMergeKey / SSA listMapKeys) by field
@@ -468,9 +516,11 @@ def semantic_errors(kind, obj, old):
     """Rules outside the OpenAPI schema that the real validation enforces and
     that this collection can trip over: immutable fields, required images,
     selectors that must select their template."""
-    errs = []
+    errs = metadata_errors(obj.get("metadata"), "metadata")
     spec = obj.get("spec") or {}
     ospec = (old or {}).get("spec") or {}
+    if isinstance(spec.get("template"), dict):
+        errs += metadata_errors(spec["template"].get("metadata"), "spec.template.metadata")
     if kind in ("Deployment", "ReplicaSet", "StatefulSet", "DaemonSet"):
         sel = spec.get("selector")
         labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}

@@ -96,7 +96,11 @@ MODEL_OPTIONS = {
     "modes": {"type": "list", "elements": "str", "default": []},
     "tier": {"type": "str", "default": "gpu"},
     "shape": {"type": "dict", "options": SHAPE_OPTIONS},
+    "switch": {"type": "str", "default": "scale", "choices": ["scale", "sleep"]},
+    "sleep_level": {"type": "int", "choices": [1, 2]},
 }
+# extra_args the collection sets itself for switch: sleep (docs/gpu-modes.md).
+SLEEP_FLAGS = ("enable-sleep-mode", "kv-cache-memory-bytes")
 
 # A cpu tier the collection deploys in the cluster (roles/cpu_tier) instead
 # of one the inventory points at with api_base.
@@ -244,6 +248,13 @@ def normalize_model(value, host, index):
         if isinstance(value, str) and value.strip().lower() in BOOL_WORDS:
             raise SpecError("%s.extra_args.%s: %r is a string; write true or false unquoted "
                             "(vLLM takes --%s or --no-%s, not a value)" % (where, key, value, key, key))
+    for flag in SLEEP_FLAGS:
+        if flag in model["extra_args"]:
+            raise SpecError("%s.extra_args.%s: set by the collection; write switch: sleep to switch this model "
+                            "with vLLM's sleep mode (its KV cache is then pinned to the plan)" % (where, flag))
+    if model["sleep_level"] is not None and model["switch"] != "sleep":
+        raise SpecError("%s.sleep_level: %d is only used with switch: sleep (switch is %s)"
+                        % (where, model["sleep_level"], model["switch"]))
     check_vllm_rules(model, where)
     model["extra_args"] = dict(sorted(model["extra_args"].items()))
     model["_where"] = where

@@ -33,6 +33,9 @@ PART_OF = "homelab-gpu-stack"
 MANAGED_BY = "homelab.gpu_stack"
 NAME_LABEL = "app.kubernetes.io/name"
 INSTANCE_LABEL = "app.kubernetes.io/instance"
+# The readiness gate of a switch: sleep model's pod: True once the switch path
+# woke it and it answered (gpu_switch), so the Service routes only to it then.
+AWAKE_CONDITION = "gpu-stack.homelab/awake"
 # What the roles label their objects as (app.kubernetes.io/name).
 COMPONENTS = ("vllm", "litellm", "cpu-tier", "gpu-addons", "monitoring", "open-webui")
 
@@ -123,28 +126,88 @@ def vllm_args(model, plan, port=VLLM_PORT, host="0.0.0.0"):
             args += _flag(flag, planned[flag])
     if plan.get("enforce_eager") and "enforce-eager" not in extra:
         args += ["--enforce-eager"]
+    if model.get("switch") == "sleep":
+        # With sleep mode on, vLLM 0.26.0 sizes the KV cache from a negative
+        # non-torch figure (62,288 tokens planned 32,352 on the H200; vllm#40256):
+        # the plan's KV budget is given outright.
+        args += ["--enable-sleep-mode", "--kv-cache-memory-bytes", str(plan["kv_cache_bytes"])]
     for name in sorted(extra):
         args += _flag(name, extra[name])
     return args
 
 
-def plan_model(model, shape, gpu, tunables=None, where=None):
-    """The one planner call for a model: its extra_args that change memory become tunables."""
-    where = where or "model %s on host %s" % (model["name"], model.get("node"))
+def model_tunables(model, tunables=None):
+    """The planner's tunables for a model: its extra_args that change memory added."""
     tun = dict(tunables or {})
     for flag, key in EXTRA_TO_TUNABLE.items():
         value = (model.get("extra_args") or {}).get(flag)
         if value is not None:
             tun[key] = value
+    return tun
+
+
+def plan_model(model, shape, gpu, tunables=None, where=None, resident_bytes=0):
+    """The one planner call for a model.
+
+    ``resident_bytes``: what other models keep on the card while this one is
+    awake (their sleep residuals): planned as a card that much smaller, and
+    the utilisation re-expressed as a share of the whole card, since vLLM
+    takes it of the memory CUDA reports and checks it against what is free
+    at start (beside a sleeping server).
+    """
+    where = where or "model %s on host %s" % (model["name"], model.get("node"))
+    tun = model_tunables(model, tunables)
+    vram_mib = gpu["vram_mib"]
+    if resident_bytes:
+        if tun.get("cuda_reserved_mib") is None:
+            tun["cuda_reserved_mib"] = vram_planner.cuda_reserved_estimate_mib(vram_mib)
+        vram_mib -= int(resident_bytes // vram_planner.MIB) + 1
     try:
-        return vram_planner.plan(shape, gpu["vram_mib"], dtype=model.get("dtype") or "auto",
+        plan = vram_planner.plan(shape, vram_mib, dtype=model.get("dtype") or "auto",
                                  quantization=model.get("quantization"),
                                  context_length=model.get("context_length", "auto"),
                                  tensor_parallel_size=model.get("tensor_parallel_size") or 1,
                                  name=model["name"], **tun)
     except vram_planner.PlanError as exc:
         # The planner's messages name the model; say where it is listed first.
+        if resident_bytes:
+            raise SpecError("%s: %s (the card less %.2f GiB that the models asleep beside it keep)"
+                            % (where, exc, resident_bytes / vram_planner.GIB))
         raise SpecError("%s: %s" % (where, exc))
+    if resident_bytes:
+        whole = (gpu["vram_mib"] - plan["cuda_reserved_mib"]) * vram_planner.MIB
+        plan["gpu_memory_utilization"] = int(plan["requested_bytes"] * 100 // whole) / 100.0
+        plan["vram_bytes"] = int(whole)
+    plan["resident_bytes"] = int(resident_bytes)
+    return plan
+
+
+def sleep_levels(models, shapes, where, host_ram_mib=None, tunables=None):
+    """{model name: 1 or 2} for the switch: sleep models, and the refusal of a level 1 the node cannot hold.
+
+    Level 1 parks each sleeping model's weights in the node's memory
+    (sleep_host_factor x its weights); an unset level is 1 where every level-1
+    model of the node fits in half its memory, else 2. A node whose memory is
+    unknown (render.yml reads no facts) keeps level 1.
+    """
+    host_ram_mib = host_ram_mib or {}
+    out = {}
+    for node in sorted(set(m["node"] for m in models if m.get("switch") == "sleep")):
+        here = [m for m in models if m["node"] == node and m.get("switch") == "sleep"]
+        factor = dict(vram_planner.DEFAULT_TUNABLES, **(tunables or {}))["sleep_host_factor"]
+        need = dict((m["name"], factor * vram_planner.weight_bytes(
+            shapes[m["name"]], m.get("dtype") or "auto", m.get("quantization")) / vram_planner.MIB) for m in here)
+        ram = host_ram_mib.get(node)
+        asked = [m for m in here if m.get("sleep_level") == 1]
+        if ram and asked and sum(need[m["name"]] for m in asked) > ram / 2:
+            raise SpecError("%s.sleep_level: 1 parks %.1f GiB of weights in host memory on %s (the level-1 models %s), "
+                            "more than half of its %.1f GiB; use sleep_level: 2 (reloads from disk on wake, ~1 s more)"
+                            % (where[asked[-1]["name"]], sum(need[m["name"]] for m in asked) / 1024.0, node,
+                               ", ".join(m["name"] for m in asked), ram / 1024.0))
+        fits = not ram or sum(need.values()) <= ram / 2
+        for m in here:
+            out[m["name"]] = m.get("sleep_level") or (1 if fits else 2)
+    return out
 
 
 def cache_gib(model, shape):
@@ -163,12 +226,13 @@ def _refusal(where, model, tried):
 
 
 def compile_stack(view, node_configs=None, hub=None, config_folder=None, tunables=None, port=VLLM_PORT,
-                  namespace="llm", names=None):
+                  namespace="llm", names=None, host_ram_mib=None):
     """The stack model of a normalised inventory ``view`` (inventory.check_inventory).
 
     ``node_configs``: {model name: {config, weight_bytes}} read on the nodes;
     ``hub``: (repo, revision) -> config dict or None (None: offline);
-    ``config_folder``: gpu_stack_model_configs; ``names``: node_names().
+    ``config_folder``: gpu_stack_model_configs; ``names``: node_names();
+    ``host_ram_mib``: {host: MiB of memory} where facts were read (sleep levels).
     Raises SpecError naming the model spec's path on a shape no source gives
     completely, or a model the card cannot hold.
     """
@@ -181,23 +245,44 @@ def compile_stack(view, node_configs=None, hub=None, config_folder=None, tunable
     for spec in view["models"]:
         if runs_in_mode(spec, mode):
             used[spec["node"]] = used.get(spec["node"], 0) + spec["tensor_parallel_size"]
+    shapes = {}
     for spec in view["models"]:
-        where = view["where"][spec["name"]]
         shape, source = model_config.resolve_shape(spec, node_configs.get(spec["name"]), hub, config_folder)
         if shape is None:
-            raise SpecError(_refusal(where, spec, source))
+            raise SpecError(_refusal(view["where"][spec["name"]], spec, source))
+        shapes[spec["name"]] = (shape, source)
+    levels = sleep_levels(view["models"], dict((n, s[0]) for n, s in shapes.items()), view["where"],
+                          host_ram_mib, tunables)
+    # What each switch: sleep model keeps on its card while asleep; every other
+    # model of the node is planned around it.
+    residual = dict((s["name"], vram_planner.sleep_residual_bytes(
+        shapes[s["name"]][0], s["tensor_parallel_size"], **model_tunables(s, tunables)))
+        for s in view["models"] if s["switch"] == "sleep")
+    for spec in view["models"]:
+        where = view["where"][spec["name"]]
+        shape, source = shapes[spec["name"]]
         gpu = view["gpus"][spec["node"]]
-        plan = plan_model(spec, shape, gpu, tunables, where)
+        resident = sum(residual[s["name"]] for s in view["models"]
+                       if s["name"] in residual and s["node"] == spec["node"] and s["name"] != spec["name"])
+        plan = plan_model(spec, shape, gpu, tunables, where, resident)
         plan["shape_source"] = source
+        if spec["name"] in residual:
+            plan["sleep_residual_bytes"] = residual[spec["name"]]
+            plan["sleep_level"] = levels[spec["name"]]
         active = runs_in_mode(spec, mode)
         service = spec["name"]
         models.append({
             "name": spec["name"], "spec": spec, "node": spec["node"],
             "node_name": names.get(spec["node"], spec["node"]), "gpu": gpu,
             "shape": shape, "shape_source": source, "shape_from": SHAPE_SOURCE_WORDS[source], "plan": plan,
-            "args": vllm_args(spec, plan, port), "active": active, "replicas": 1 if active else 0,
+            "args": vllm_args(spec, plan, port), "active": active,
+            # A sleep model's pod stays (asleep outside its modes).
+            "switch": spec["switch"], "sleep_level": levels.get(spec["name"]),
+            "replicas": 1 if active or spec["switch"] == "sleep" else 0,
             # No spare GPU on the node for a surge pod: the old pod goes first.
-            "strategy": "Recreate" if used.get(spec["node"], 0) + spec["tensor_parallel_size"] > gpu["count"]
+            # A sleep model shares its card with the others: never two of its pods at once.
+            "strategy": "Recreate" if spec["switch"] == "sleep"
+            or used.get(spec["node"], 0) + spec["tensor_parallel_size"] > gpu["count"]
             else "RollingUpdate",
             "labels": labels("vllm", spec["name"]), "selector": selector("vllm", spec["name"]),
             "service": {"name": service, "port": port,
@@ -218,4 +303,8 @@ def compile_stack(view, node_configs=None, hub=None, config_folder=None, tunable
             # The mode rule applied to every mode, for what reads it per mode (monitoring's rules).
             "mode_models": dict((m, [s["name"] for s in view["models"] if runs_in_mode(s, m)]) for m in view["modes"]),
             "node_names": names, "gpus": view["gpus"], "labels": dict((c, labels(c)) for c in COMPONENTS),
-            "models": models, "gateway": gateway}
+            # Pods that hold one card at once (sleep models stay scheduled):
+            # the device plugin's time-slicing replicas must cover them.
+            "gpu_sharing": max([1] + [len([m for m in models if m["node"] == n["node"]])
+                                      for n in models if n["switch"] == "sleep"]),
+            "models": models, "gateway": gateway, "awake_condition": AWAKE_CONDITION}

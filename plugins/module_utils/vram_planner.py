@@ -137,6 +137,14 @@ DEFAULT_TUNABLES = {
     # finds, so a small overestimate must not cost the start.
     "auto_context_margin": 0.95,
     "min_context": 256,
+    # --- sleep mode (switch: sleep, issue 14) -------------------------------
+    # What a model asleep keeps on its card: its CUDA context, CUDA graphs
+    # and non-torch buffers (the weights and KV cache go), plus this.
+    "sleep_residual_extra_mib": 0,
+    # Host memory a level-1 sleep takes per byte of weights on the card: the
+    # engine's RSS grew 6.3 GiB (Llama-3.1-8B AWQ, 5.5 GiB of weights) and
+    # 10.4 GiB (Qwen2.5-7B AWQ, 5.4 GiB) on the H200 (vLLM 0.26.0, 2026-12-01).
+    "sleep_host_factor": 2.0,
 }
 
 SHAPE_REQUIRED = ("num_layers", "num_attention_heads", "num_kv_heads", "head_dim", "hidden_size",
@@ -270,6 +278,16 @@ def activation_bytes(shape, max_num_batched_tokens, max_num_seqs, act_dtype,
     cold = act * (tun["cold_compile_embedding_copies"] * vocab * hidden / tensor_parallel_size
                   + tun["cold_compile_hidden_factor"] * hidden * max_num_batched_tokens)
     return int(max(warm, cold))
+
+
+def sleep_residual_bytes(shape, tensor_parallel_size=1, **tunables):
+    """What the model keeps on each of its GPUs while asleep (any level): the CUDA
+    context, the CUDA-graph pool and the non-torch buffers; vLLM frees the
+    weights and the KV cache."""
+    tun = dict(DEFAULT_TUNABLES, **dict((k, v) for k, v in tunables.items() if k in DEFAULT_TUNABLES))
+    cudagraph = 0 if tun["enforce_eager"] else tun["cudagraph_base_mib"] + tun["cudagraph_per_layer_mib"] * shape["num_layers"]
+    non_torch = tun["non_torch_mib"] + (tun["non_torch_tp_mib"] if int(tensor_parallel_size or 1) > 1 else 0)
+    return int((tun["cuda_context_mib"] + cudagraph + non_torch + tun["sleep_residual_extra_mib"]) * MIB)
 
 
 def _round_down(value, multiple):

@@ -36,11 +36,16 @@ PAIRS = [("qwen2.5-0.5b", "12gb"), ("qwen2.5-3b", "12gb"), ("qwen2.5-3b", "16gb"
          ("qwen2.5-7b-awq", "12gb"), ("qwen2.5-7b-awq", "16gb"), ("qwen2.5-14b-awq", "16gb"),
          ("qwen2.5-14b-awq", "24gb"), ("llama-3.1-8b-awq", "12gb"), ("llama-3.1-8b", "24gb"),
          ("qwen1.5-1.8b", "12gb")]
+# --switch (issue 14): the example inventory's pair on one 12 GB card, switch: sleep,
+# the chat model in ml and the reasoning model in r1.
+SWITCH_PAIR = [("llama-3.1-8b-awq", "12gb", "ml"), ("qwen2.5-7b-awq", "12gb", "r1")]
 
 
-def inventory(into, configs):
-    """An inventory of one GPU worker per pair (inventories/local's tiers and modes)."""
-    hosts = dict(("gpu-%02d" % i, None) for i in range(len(PAIRS)))
+def inventory(into, configs, switch=False):
+    """An inventory of one GPU worker per pair (inventories/local's tiers and modes), or
+    with ``switch`` one worker holding SWITCH_PAIR with switch: sleep."""
+    pairs = [(m, c) for m, c, _mode in SWITCH_PAIR] if switch else PAIRS
+    hosts = dict(("gpu-%02d" % i, None) for i in range(1 if switch else len(pairs)))
     inv = os.path.join(into, "inventory")
     os.makedirs(os.path.join(inv, "host_vars"))
     os.makedirs(os.path.join(inv, "group_vars", "all"))
@@ -48,43 +53,56 @@ def inventory(into, configs):
         group_vars = yaml.safe_load(fh)
     group_vars.update(gpu_stack_model_configs=configs, gpu_stack_model_hub=False,
                       vllm_planner_tunables=EMULATED)
-    with open(os.path.join(inv, "group_vars", "all", "main.yml"), "w") as fh:
-        yaml.safe_dump(group_vars, fh)
     with open(os.path.join(inv, "hosts.yml"), "w") as fh:
         yaml.safe_dump({"all": {"children": {"k3s_servers": {"hosts": {"gs-server": None}},
                                              "k3s_agents": {"hosts": dict(hosts, **{"gs-cpu": None})},
                                              "gpu_workers": {"hosts": dict(hosts)}}}}, fh)
-    for host, (model, card) in zip(hosts, PAIRS):
+    specs = []
+    for model, card in pairs:
         _cfg, _dtype, quant, _namesake = gen_models.MODELS[model]
         spec = {"name": dns("%s-%s" % (model, card)), "source": os.path.join(MODELS_DIR, model),
                 "modes": ["ml"], "cache": {"path": "/var/lib/gpu-stack/models"}}
         if quant:
             spec.update(quantization="awq_marlin", dtype="float16")
+        specs.append((card, spec))
+    if switch:
+        group_vars["gpu_stack_gpu_modes"] = ["ml", "r1", "gaming"]
+        for (card, spec), (_m, _c, mode) in zip(specs, SWITCH_PAIR):
+            spec.update(modes=[mode], switch="sleep")
+        placed = [("gpu-00", [spec for _card, spec in specs], specs[0][0])]
+    else:
+        placed = [(host, [spec], card) for host, (card, spec) in zip(hosts, specs)]
+    with open(os.path.join(inv, "group_vars", "all", "main.yml"), "w") as fh:
+        yaml.safe_dump(group_vars, fh)
+    for host, models, card in placed:
         with open(os.path.join(inv, "host_vars", host + ".yml"), "w") as fh:
             yaml.safe_dump({"gpu_stack_gpu": {"model": CARDS[card][0], "vram_mib": CARDS[card][1], "count": 1},
-                            "gpu_stack_models": [spec]}, fh)
+                            "gpu_stack_models": models}, fh)
     return inv
 
 
 def main():
-    out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "jobs_role.json")
+    switch = "--switch" in sys.argv
+    argv = [a for a in sys.argv[1:] if a != "--switch"]
+    out = argv[0] if argv else os.path.join(HERE, "jobs_switch.json" if switch else "jobs_role.json")
+    pairs = [(m, c) for m, c, _mode in SWITCH_PAIR] if switch else PAIRS
     with tempfile.TemporaryDirectory() as tmp:
         configs = os.path.join(tmp, "configs")
-        for model in set(m for m, _card in PAIRS):
+        for model in set(m for m, _card in pairs):
             os.makedirs(os.path.join(configs, model))
             with open(os.path.join(configs, model, "config.json"), "w") as fh:
                 json.dump(gen_models.hf_config(model), fh)
         rendered = os.path.join(tmp, "rendered")
         proc = subprocess.run(
             [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "playbooks/render.yml",
-             "-i", inventory(tmp, configs), "-e", json.dumps({"gpu_stack_render_dir": rendered,
+             "-i", inventory(tmp, configs, switch), "-e", json.dumps({"gpu_stack_render_dir": rendered,
                                                               "gpu_stack_render_addons": False,
                                                               "gpu_stack_render_gateway": False})],
             cwd=ROOT, env=dict(os.environ, HF_HUB_OFFLINE="1"), capture_output=True, text=True, check=False)
         if proc.returncode:
             sys.exit("render.yml failed:\n" + (proc.stdout + proc.stderr)[-4000:])
         jobs = []
-        for model, card in PAIRS:
+        for model, card in pairs:
             name = "%s@%s" % (model, card)
             with open(os.path.join(rendered, "deployment-%s.yaml" % dns("%s-%s" % (model, card)))) as fh:
                 deployment = yaml.safe_load(fh)
@@ -98,7 +116,12 @@ def main():
                                        "activation_gib": round(plan["activation_bytes"] / 2 ** 30, 3),
                                        "non_torch_gib": round(plan["non_torch_bytes"] / 2 ** 30, 3),
                                        "requested_gib": round(plan["requested_bytes"] / 2 ** 30, 3)},
-                         "plan": plan, "bench": None})
+                         "plan": plan, "bench": None,
+                         "env": dict((e["name"], e["value"]) for e in deployment["spec"]["template"]["spec"]
+                                     ["containers"][0]["env"] if e["name"].startswith("VLLM_SERVER")),
+                         "modes": [mode for m, c, mode in SWITCH_PAIR if (m, c) == (model, card)],
+                         "switch": plan.get("sleep_level") and "sleep" or "scale",
+                         "sleep_level": plan.get("sleep_level")})
     with open(out, "w") as fh:
         json.dump({"models_dir": MODELS_DIR, "cards": CARDS, "bench_at_end": False, "bench_rounds": 0,
                    "jobs": jobs, "planner_refused": []}, fh, indent=1)

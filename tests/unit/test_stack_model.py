@@ -252,3 +252,61 @@ def test_render_normalises_and_plans_each_model_once(tmp_path):
     lines = sorted(calls.read_text().splitlines())
     assert lines == ["llama-8b normalize_model", "llama-8b plan", "r1-distill-7b normalize_model", "r1-distill-7b plan"]
     assert (tmp_path / "out" / "topology.svg").exists()
+
+
+# --- switch: sleep (issue 14) --------------------------------------------------
+
+def sleep_pair(level=None, **extra):
+    models = example_models()
+    for m in models:
+        m.update(switch="sleep", **extra)
+        if level:
+            m["sleep_level"] = level
+    return models
+
+
+def test_sleeping_neighbours_are_planned_around_and_the_kv_cache_is_pinned():
+    """Both models stay on the NUC's card: each is planned on the card less what the
+    other keeps asleep, awake + asleep fits the card, and vLLM gets the planned KV
+    budget outright (its sleep-mode KV sizing is wrong, vllm#40256)."""
+    alone = sm.compile_stack(view(example_models()), config_folder=FIXTURES)["models"]
+    stack = sm.compile_stack(view(sleep_pair()), config_folder=FIXTURES)
+    card = (GPU12["vram_mib"] - vp.cuda_reserved_estimate_mib(GPU12["vram_mib"])) * 2 ** 20
+    for m, other, single in zip(stack["models"], reversed(stack["models"]), alone):
+        plan = m["plan"]
+        assert plan["resident_bytes"] == other["plan"]["sleep_residual_bytes"] > 0.9 * GIB
+        assert plan["kv_cache_bytes"] < single["plan"]["kv_cache_bytes"]
+        # vLLM's start check: util x the whole card must be free beside the sleeping neighbour.
+        assert plan["gpu_memory_utilization"] * card + plan["resident_bytes"] <= card
+        assert plan["requested_bytes"] + plan["resident_bytes"] <= card
+        args = m["args"]
+        assert "--enable-sleep-mode" in args
+        assert args[args.index("--kv-cache-memory-bytes") + 1] == str(plan["kv_cache_bytes"])
+        assert m["replicas"] == 1 and m["strategy"] == "Recreate" and m["switch"] == "sleep"
+        assert m["sleep_level"] == 1  # render reads no facts: memory unknown
+    assert stack["gpu_sharing"] == 2
+    assert sm.compile_stack(view(example_models()), config_folder=FIXTURES)["gpu_sharing"] == 1
+
+
+def test_sleep_level_follows_the_nodes_memory():
+    ram = {"nuc": 16 * 1024}
+    levels = [m["sleep_level"] for m in sm.compile_stack(view(sleep_pair()), config_folder=FIXTURES,
+                                                           host_ram_mib=ram)["models"]]
+    assert levels == [2, 2]  # 2 x (2 x ~5.5 GiB) of parked weights > half of 16 GiB
+    roomy = sm.compile_stack(view(sleep_pair()), config_folder=FIXTURES, host_ram_mib={"nuc": 64 * 1024})
+    assert [m["sleep_level"] for m in roomy["models"]] == [1, 1]
+    with pytest.raises(SpecError) as info:
+        sm.compile_stack(view(sleep_pair(level=1)), config_folder=FIXTURES, host_ram_mib=ram)
+    assert "gpu_stack_models[1] on host nuc.sleep_level: 1 parks" in str(info.value)
+    assert "use sleep_level: 2" in str(info.value)
+
+
+@pytest.mark.parametrize("model, message", [
+    (dict(example_models()[0], extra_args={"enable-sleep-mode": True}), "extra_args.enable-sleep-mode: set by the collection"),
+    (dict(example_models()[0], sleep_level=2), "sleep_level: 2 is only used with switch: sleep"),
+    (dict(example_models()[0], switch="nap"), "switch"),
+])
+def test_bad_switch_settings_are_refused(model, message):
+    with pytest.raises(SpecError) as info:
+        view([model])
+    assert message in str(info.value)

@@ -5,6 +5,8 @@
 #      generate the random-weight models into /tmp/models
 #   b  unpack vLLM part 2 (.whl/p2, carried); start serve_matrix.py on tests/gpu/$JOBS (jobs.json)
 #      in its own session (it outlives the call); wait up to B_WAIT_S; report
+#      with SWITCH=jobs_switch.json, mode_switch.py (issue 14, P7) runs first, then the matrix
+#      (SKIP: job names left out of the matrix, space-separated)
 #   c  wait for serve_matrix.py to finish (up to C_WAIT_S); report
 # Each stage leaves results.json, orchestrator.log and logs.tgz under $OUT.
 set -u
@@ -22,6 +24,8 @@ report(){
   [ -f $RUN/orchestrator.log ] && cp $RUN/orchestrator.log "$O/"
   (cd $RUN 2>/dev/null && tar -czf "$O/logs.tgz" logs mem.csv 2>/dev/null)
   nvidia-smi --query-gpu=memory.used,memory.total --format=csv,noheader | sed 's/^/gpu memory now: /'
+  [ -f $RUN/switch_results.json ] && cp $RUN/switch_results.json "$O/"
+  [ -f $RUN/switch.log ] && cp $RUN/switch.log "$O/" && tail -n 40 $RUN/switch.log | cut -c1-400
   [ -f $RUN/orchestrator.log ] && tail -n 45 $RUN/orchestrator.log | cut -c1-330
 }
 mkdir -p /tmp/site
@@ -50,7 +54,11 @@ b)
   setsid nohup nvidia-smi --query-gpu=timestamp,memory.used,utilization.gpu --format=csv,noheader -lms 1000 \
     > $RUN/mem.csv 2>/dev/null < /dev/null &
   echo $! > $RUN/mem.pid
-  setsid nohup bash -c "python3 $SCRIPTS/serve_matrix.py $SCRIPTS/${JOBS:-jobs.json} $RUN ${MATRIX_DEADLINE_S:-1020}; touch $RUN/finished" \
+  python3 -c "import json,sys; d=json.load(open(sys.argv[1])); skip=set(sys.argv[3].split()); d['jobs']=[j for j in d['jobs'] if j['name'] not in skip]; json.dump(d, open(sys.argv[2],'w'))" \
+    "$SCRIPTS/${JOBS:-jobs.json}" $RUN/matrix_jobs.json "${SKIP:-}"
+  first=true
+  [ -n "${SWITCH:-}" ] && first="GPUSTACK_ROOT=$PWD python3 $SCRIPTS/mode_switch.py $SCRIPTS/$SWITCH $RUN ${SWITCH_ROUNDS:-3} > $RUN/switch.log 2>&1"
+  setsid nohup bash -c "$first; python3 $SCRIPTS/serve_matrix.py $RUN/matrix_jobs.json $RUN ${MATRIX_DEADLINE_S:-1020}; touch $RUN/finished" \
     > $RUN/orchestrator.log 2>&1 < /dev/null &
   say "serve_matrix started"
   while [ ! -f $RUN/finished ] && [ $(( $(date +%s) - T0 )) -lt "${B_WAIT_S:-560}" ]; do sleep 5; done

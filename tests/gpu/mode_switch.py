@@ -269,7 +269,6 @@ def main():
         # until empty), then each model started cold by its switch.
         do("gaming", "scale", label="gaming by scale")
         do("r1", "scale", label="scale (cold start)")
-        do("ml", "scale", label="scale (cold start)")
         for name, srv in servers.items():
             found, _errors = parse_log(srv.log_path)
             results["kv"][name] = {"vllm_tokens": found.get("kv_tokens"),

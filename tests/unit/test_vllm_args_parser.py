@@ -38,6 +38,16 @@ def emitted_lists():
                 for inventory in INVENTORIES for m in inventory_stack(inventory)["models"])
 
 
+def sleep_lists():
+    """The example pair with switch: sleep on the NUC's card (issue 14)."""
+    sys.path.insert(0, str(ROOT / "tests" / "unit"))
+    from test_stack_model import sleep_pair, view, FIXTURES
+    from ansible_collections.homelab.gpu_stack.plugins.module_utils import stack_model
+
+    stack = stack_model.compile_stack(view(sleep_pair()), config_folder=FIXTURES)
+    return dict(("sleep:%s" % m["name"], m["args"]) for m in stack["models"])
+
+
 @pytest.fixture(scope="module")
 def parsed(vllm_python):
     lists = emitted_lists()
@@ -46,6 +56,7 @@ def parsed(vllm_python):
     # What vllm_args emits for a boolean extra arg set false, and a string "true".
     lists["control:false-flag"] = vllm_args(dict(SPEC, extra_args={"enable-prefix-caching": False}), PLAN)
     lists["control:string-true"] = ["org/x", "--enable-prefix-caching", "true"]
+    lists.update(sleep_lists())
     proc = subprocess.run([str(vllm_python), str(ROOT / "tests/support/vllm_argparse.py")],
                           input=json.dumps(lists), capture_output=True, text=True, timeout=600, cwd=ROOT,
                           check=False)
@@ -107,6 +118,18 @@ def test_vllm_reads_our_values(parsed):
         assert str(got["max_model_len"]) == argv[argv.index("--max-model-len") + 1]
         assert got["gpu_memory_utilization"] == float(argv[argv.index("--gpu-memory-utilization") + 1])
         assert str(got["max_num_seqs"]) == argv[argv.index("--max-num-seqs") + 1]
+
+
+def test_vllm_reads_the_sleep_mode_flags(parsed):
+    """switch: sleep's flags are vLLM's: sleep mode on, the plan's KV budget in bytes."""
+    lists, results = parsed
+    sleepers = [label for label in lists if label.startswith("sleep:")]
+    assert len(sleepers) == 2
+    for label in sleepers:
+        assert results[label]["ok"], results[label]["error"]
+        got, argv = results[label]["args"], lists[label]
+        assert got["enable_sleep_mode"] is True
+        assert str(got["kv_cache_memory_bytes"]) == argv[argv.index("--kv-cache-memory-bytes") + 1]
 
 
 def test_registered_names(parsed):

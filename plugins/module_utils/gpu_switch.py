@@ -47,7 +47,7 @@ class SwitchIO(object):
 
     state(m)            AWAKE, ASLEEP or STOPPED (a Deployment at 0 or without a ready pod: STOPPED)
     set_routed(m, on)   the gateway may (not) route to m: the pod's readiness gate; returns once
-                        the Service's endpoints say so
+                        the Service's endpoints say so; True when it changed something
     vllm(m, method, path, body=None)
                         an HTTP call to m's vLLM server (the pod, never through an Ingress);
                         returns the decoded JSON (or None), raises on an HTTP error
@@ -107,73 +107,99 @@ def _wake(io, step, deadline):
     io.chat(step)
 
 
-def switch(models, mode, io, deadline_s=900.0, card_wait_s=120.0):
-    """Switch to ``mode``; returns {"steps": [...], "events": [(t, model, what)], "fallbacks": [...]}.
+def card_allowed(steps):
+    """{node: bytes the card may hold once the models left} (None: a model stays awake there)."""
+    out = {}
+    for node in sorted(set(s["node"] for s in steps if not s["arrive"])):
+        here = [s for s in steps if s["node"] == node]
+        if any(s["arrive"] and s["before"] == AWAKE for s in here):
+            out[node] = None
+        else:
+            out[node] = CARD_SLACK_BYTES + sum(s["residual_bytes"] for s in here
+                                               if s["switch"] == "sleep" and s.get("now", s["before"]) != STOPPED)
+    return out
 
-    ``models``: the stack model's models (each with spec, node, plan).
-    ``card_wait_s``: how long the card may take to be free once the models left
-    (a stopped pod's grace period). Raises SwitchError (naming the model and
-    the step) when a model can be neither put away nor brought back, or the
-    card holds more than the plan says once they left.
+
+PHASES = ("away", "card", "back")
+
+
+def switch(models, mode, io, deadline_s=900.0, card_wait_s=120.0, phases=PHASES):
+    """Switch to ``mode``; returns {"steps", "events": [(t, name, what)], "fallbacks", "card_allowed",
+    "changed", "seconds"}.
+
+    ``models``: the stack model's models (each with spec, node, plan, switch, sleep_level).
+    ``phases``: a subset of PHASES, for a caller that reads the card itself
+    between "away" and "back" (gpu_mode.yml reads it on the node; "away"
+    returns ``card_allowed``). ``card_wait_s``: how long the card may take to
+    be free once the models left (a stopped pod's grace period). Raises
+    SwitchError (naming the model and the step) when a model can be neither
+    put away nor brought back, or the card holds more than the plan says.
     """
     t0 = io.clock()
     deadline = t0 + deadline_s
     steps = plan_switch(models, mode)
     events, fallbacks = [], []
 
-    def event(step, what):
-        events.append((round(io.clock() - t0, 3), step["name"], what))
+    def event(name, what):
+        events.append((round(io.clock() - t0, 3), name, what))
 
     for step in steps:
         step["before"] = io.state(step)
-    # 1. Away: the gateway first, then the server.
-    for step in (s for s in steps if not s["arrive"] and s["before"] != STOPPED):
-        if step["switch"] == "sleep" and step["before"] == ASLEEP:
-            continue
-        io.set_routed(step, False)
-        event(step, "unrouted")
-        if step["switch"] == "sleep":
+    if "away" in phases:
+        # The gateway first, then the server.
+        for step in (s for s in steps if not s["arrive"] and s["before"] == AWAKE):
+            if io.set_routed(step, False):
+                event(step["name"], "unrouted")
+            if step["switch"] == "sleep":
+                _put_to_sleep(io, step, deadline)
+                step["now"] = ASLEEP
+                event(step["name"], "asleep")
+            else:
+                io.scale(step, 0)
+                step["now"] = STOPPED
+                event(step["name"], "stopped")
+        # A sleep model never started (a new Deployment at 0 replicas) starts
+        # now, one at a time on a card nothing else is awake on, and sleeps:
+        # its next arrival is a wake.
+        for step in (s for s in steps if not s["arrive"] and s["before"] == STOPPED and s["switch"] == "sleep"):
+            if any(s["node"] == step["node"] and s["arrive"] and s["before"] == AWAKE for s in steps):
+                continue
+            io.scale(step, 1)
             _put_to_sleep(io, step, deadline)
-            event(step, "asleep")
-        else:
-            io.scale(step, 0)
-            event(step, "stopped")
-    # 2. The card really free: no more than the residuals of what sleeps on it
-    # (a model that stays awake there leaves nothing to read).
-    for node in sorted(set(s["node"] for s in steps if not s["arrive"])):
-        here = [s for s in steps if s["node"] == node]
-        if any(s["arrive"] and s["before"] == AWAKE for s in here):
-            continue
-        allowed = CARD_SLACK_BYTES + sum(s["residual_bytes"] for s in here
-                                         if s["switch"] == "sleep" and s["before"] != STOPPED)
-        if io.card_used_bytes(node) is None:
-            continue
-        try:
-            _wait(io, "the card on %s is free" % node, lambda: io.card_used_bytes(node) <= allowed,
-                  min(deadline, io.clock() + card_wait_s))
-        except SwitchError:
-            raise SwitchError("the card on %s still holds %.2f GiB after the models left; the plan allows %.2f GiB "
-                              "for the models asleep on it (a pod still Terminating? nvidia-smi shows the process)"
-                              % (node, io.card_used_bytes(node) / 2.0 ** 30, allowed / 2.0 ** 30))
-        events.append((round(io.clock() - t0, 3), node, "card free"))
-    # 3. Back: wake or start, answer, then route.
-    for step in (s for s in steps if s["arrive"]):
-        if step["before"] != AWAKE:
-            if step["switch"] == "sleep" and step["before"] == ASLEEP:
+            step["now"] = ASLEEP
+            event(step["name"], "started asleep")
+    allowed = card_allowed(steps)
+    if "card" in phases:
+        # The card really free: no more than the residuals of what sleeps on it.
+        for node, limit in sorted(allowed.items()):
+            if limit is None or io.card_used_bytes(node) is None:
+                continue
+            try:
+                _wait(io, "the card on %s is free" % node, lambda: io.card_used_bytes(node) <= limit,
+                      min(deadline, io.clock() + card_wait_s))
+            except SwitchError:
+                raise SwitchError("the card on %s still holds %.2f GiB after the models left; the plan allows %.2f GiB "
+                                  "for the models asleep on it (a pod still Terminating? nvidia-smi shows the process)"
+                                  % (node, io.card_used_bytes(node) / 2.0 ** 30, limit / 2.0 ** 30))
+            event(node, "card free")
+    if "back" in phases:
+        # Wake or start, answer, then route.
+        for step in (s for s in steps if s["arrive"]):
+            if step["before"] == ASLEEP:
                 try:
                     _wake(io, step, deadline)
-                    event(step, "awake")
+                    event(step["name"], "awake")
                 except Exception as exc:  # any failure of the wake: the cold start is the way back
                     io.say("%s: the wake failed (%s); starting it cold" % (step["name"], exc))
                     fallbacks.append(step["name"])
                     io.restart(step)
                     io.chat(step)
-                    event(step, "cold started")
-            else:
+                    event(step["name"], "cold started")
+            elif step["before"] == STOPPED:
                 io.scale(step, 1)
                 io.chat(step)
-                event(step, "started")
-        io.set_routed(step, True)
-        event(step, "routed")
-    return {"mode": mode, "steps": steps, "events": events, "fallbacks": fallbacks,
-            "seconds": round(io.clock() - t0, 3)}
+                event(step["name"], "started")
+            if io.set_routed(step, True):
+                event(step["name"], "routed")
+    return {"mode": mode, "steps": steps, "events": events, "fallbacks": fallbacks, "card_allowed": allowed,
+            "changed": bool(events), "seconds": round(io.clock() - t0, 3)}

@@ -27,6 +27,7 @@ class FakeIO(gs.SwitchIO):
         self.wake_fails = set(wake_fails)
         self.slow_card = slow_card
         self.residual = {}
+        self.routed = {}
 
     def log(self, *what):
         self.calls.append(what)
@@ -36,6 +37,9 @@ class FakeIO(gs.SwitchIO):
 
     def set_routed(self, m, on):
         self.log("route" if on else "unroute", m["name"])
+        changed = self.routed.get(m["name"]) != on
+        self.routed[m["name"]] = on
+        return changed
 
     def vllm(self, m, method, path, body=None):
         self.log(method, m["name"], path + (" " + body["method"] if body else ""))
@@ -143,7 +147,35 @@ def test_scale_models_stop_and_start_and_the_card_must_be_empty():
                         ("scale", "r1", 1), ("chat", "r1"), ("route", "r1")]
 
 
-def test_an_unchanged_mode_touches_nothing_but_the_routes():
+def test_an_unchanged_mode_changes_nothing():
     io = FakeIO({"llama": gs.AWAKE, "r1": gs.ASLEEP})
-    gs.switch(PAIR, "ml", io)
-    assert io.calls == [("route", "llama")]
+    io.routed = {"llama": True}
+    report = gs.switch(PAIR, "ml", io)
+    assert io.calls == [("route", "llama")] and not report["changed"] and report["events"] == []
+
+
+def test_a_sleep_model_never_started_starts_alone_and_sleeps():
+    """site.yml's first run: both Deployments at 0; r1's model starts and sleeps before ml's starts."""
+    io = FakeIO({"llama": gs.STOPPED, "r1": gs.STOPPED})
+    report = gs.switch(PAIR, "ml", io)
+    assert io.calls.index(("scale", "r1", 1)) < io.calls.index(("POST", "r1", "/sleep?level=1")) \
+        < io.calls.index(("scale", "llama", 1))
+    assert io.states == {"llama": gs.AWAKE, "r1": gs.ASLEEP}
+    assert [e[1:] for e in report["events"]] == [("r1", "started asleep"), ("nuc", "card free"),
+                                                 ("llama", "started"), ("llama", "routed")]
+
+
+def test_a_stopped_sleep_model_is_not_started_beside_an_awake_one():
+    io = FakeIO({"llama": gs.AWAKE, "r1": gs.STOPPED})
+    io.routed = {"llama": True}
+    report = gs.switch(PAIR, "ml", io)
+    assert io.states["r1"] == gs.STOPPED and not report["changed"]
+
+
+def test_the_phases_split_around_a_card_read_elsewhere():
+    io = FakeIO({"llama": gs.AWAKE, "r1": gs.ASLEEP})
+    away = gs.switch(PAIR, "r1", io, phases=("away",))
+    assert io.states == {"llama": gs.ASLEEP, "r1": gs.ASLEEP} and ("card",) not in io.calls
+    assert away["card_allowed"] == {"nuc": 2 * GIB + gs.CARD_SLACK_BYTES}
+    back = gs.switch(PAIR, "r1", io, phases=("back",))
+    assert io.states["r1"] == gs.AWAKE and [e[1:] for e in back["events"]] == [("r1", "awake"), ("r1", "routed")]

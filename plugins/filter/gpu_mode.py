@@ -134,9 +134,20 @@ def mode_switch(objects, models, mode, modes=None):
     return out
 
 
+def gpu_mode_entry(model, chains):
+    """What the gpu-mode command needs of a stack model's model (its ConfigMap row): what
+    gpu_switch reads, where it runs, and the tiers that answer while it is away."""
+    return {"name": model["name"], "node": model["node"], "node_name": model["node_name"],
+            "spec": {"served_name": model["spec"]["served_name"], "modes": model["spec"].get("modes") or []},
+            "switch": model.get("switch") or "scale", "sleep_level": model.get("sleep_level"),
+            "plan": {"sleep_residual_bytes": model["plan"].get("sleep_residual_bytes") or 0},
+            "service": {"name": model["service"]["name"]}, "fallback": list(chains.get(model["name"]) or [])}
+
+
 class FilterModule(object):
     def filters(self):
         return {
+            "gpu_mode_entry": gpu_mode_entry,
             "mode_replicas": mode_replicas,
             "mode_models": mode_models,
             "mode_scale_plan": mode_scale_plan,

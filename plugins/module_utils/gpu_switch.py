@@ -71,6 +71,7 @@ def plan_switch(models, mode):
         spec = m["spec"]
         modes = spec.get("modes") or []
         out.append({"name": m["name"], "node": m["node"], "served_name": spec["served_name"],
+                    "service": (m.get("service") or {}).get("name") or m["name"],
                     "switch": m.get("switch") or "scale", "level": m.get("sleep_level") or 1,
                     "residual_bytes": m["plan"].get("sleep_residual_bytes") or 0,
                     "arrive": not modes or mode in modes})
@@ -107,15 +108,16 @@ def _wake(io, step, deadline):
     io.chat(step)
 
 
-def card_allowed(steps):
-    """{node: bytes the card may hold once the models left} (None: a model stays awake there)."""
+def card_allowed(steps, slack_bytes=CARD_SLACK_BYTES):
+    """{node: bytes the card may hold once the models left} (None: a model stays awake there);
+    ``slack_bytes``: what an idle card shows (a desktop's display server on a gaming PC)."""
     out = {}
     for node in sorted(set(s["node"] for s in steps if not s["arrive"])):
         here = [s for s in steps if s["node"] == node]
         if any(s["arrive"] and s["before"] == AWAKE for s in here):
             out[node] = None
         else:
-            out[node] = CARD_SLACK_BYTES + sum(s["residual_bytes"] for s in here
+            out[node] = slack_bytes + sum(s["residual_bytes"] for s in here
                                                if s["switch"] == "sleep" and s.get("now", s["before"]) != STOPPED)
     return out
 
@@ -123,7 +125,7 @@ def card_allowed(steps):
 PHASES = ("away", "card", "back")
 
 
-def switch(models, mode, io, deadline_s=900.0, card_wait_s=120.0, phases=PHASES):
+def switch(models, mode, io, deadline_s=900.0, card_wait_s=120.0, phases=PHASES, slack_bytes=CARD_SLACK_BYTES):
     """Switch to ``mode``; returns {"steps", "events": [(t, name, what)], "fallbacks", "card_allowed",
     "changed", "seconds"}.
 
@@ -168,7 +170,7 @@ def switch(models, mode, io, deadline_s=900.0, card_wait_s=120.0, phases=PHASES)
             _put_to_sleep(io, step, deadline)
             step["now"] = ASLEEP
             event(step["name"], "started asleep")
-    allowed = card_allowed(steps)
+    allowed = card_allowed(steps, slack_bytes)
     if "card" in phases:
         # The card really free: no more than the residuals of what sleeps on it.
         for node, limit in sorted(allowed.items()):

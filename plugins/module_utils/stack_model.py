@@ -37,7 +37,7 @@ INSTANCE_LABEL = "app.kubernetes.io/instance"
 # woke it and it answered (gpu_switch), so the Service routes only to it then.
 AWAKE_CONDITION = "gpu-stack.homelab/awake"
 # What the roles label their objects as (app.kubernetes.io/name).
-COMPONENTS = ("vllm", "litellm", "cpu-tier", "gpu-addons", "monitoring", "open-webui")
+COMPONENTS = ("vllm", "litellm", "cpu-tier", "gpu-addons", "monitoring", "open-webui", "gpu-mode")
 
 # extra_args that change the memory plan: handed to the planner as tunables
 # so the plan and the flags agree.
@@ -276,9 +276,10 @@ def compile_stack(view, node_configs=None, hub=None, config_folder=None, tunable
             "node_name": names.get(spec["node"], spec["node"]), "gpu": gpu,
             "shape": shape, "shape_source": source, "shape_from": SHAPE_SOURCE_WORDS[source], "plan": plan,
             "args": vllm_args(spec, plan, port), "active": active,
-            # A sleep model's pod stays (asleep outside its modes).
+            # A sleep model's replicas are the cluster's (0 on creation): its
+            # pod stays, asleep outside its modes, and the switch path scales it.
             "switch": spec["switch"], "sleep_level": levels.get(spec["name"]),
-            "replicas": 1 if active or spec["switch"] == "sleep" else 0,
+            "replicas": None if spec["switch"] == "sleep" else 1 if active else 0,
             # No spare GPU on the node for a surge pod: the old pod goes first.
             # A sleep model shares its card with the others: never two of its pods at once.
             "strategy": "Recreate" if spec["switch"] == "sleep"

@@ -106,7 +106,7 @@ def test_mode_switch_on_rendered_objects_touches_only_vllm_deployments():
 
 
 def test_filters_are_registered():
-    assert set(gpu_mode.FilterModule().filters()) == {"mode_replicas", "mode_models", "mode_scale_plan",
+    assert set(gpu_mode.FilterModule().filters()) == {"gpu_mode_entry", "mode_replicas", "mode_models", "mode_scale_plan",
                                                       "mode_switch"}
 
 

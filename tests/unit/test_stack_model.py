@@ -282,7 +282,7 @@ def test_sleeping_neighbours_are_planned_around_and_the_kv_cache_is_pinned():
         args = m["args"]
         assert "--enable-sleep-mode" in args
         assert args[args.index("--kv-cache-memory-bytes") + 1] == str(plan["kv_cache_bytes"])
-        assert m["replicas"] == 1 and m["strategy"] == "Recreate" and m["switch"] == "sleep"
+        assert m["replicas"] is None and m["strategy"] == "Recreate" and m["switch"] == "sleep"
         assert m["sleep_level"] == 1  # render reads no facts: memory unknown
     assert stack["gpu_sharing"] == 2
     assert sm.compile_stack(view(example_models()), config_folder=FIXTURES)["gpu_sharing"] == 1

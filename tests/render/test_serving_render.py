@@ -218,3 +218,59 @@ def test_a_card_without_count_still_serves_its_models(tmp_path):
     deployments = [n for n, o in load_objects(tmp_path / "out").items()
                    if o["kind"] == "Deployment" and o["metadata"]["labels"].get("app.kubernetes.io/name") == "vllm"]
     assert sorted(deployments) == ["deployment-llama-8b.yaml", "deployment-r1-distill-7b.yaml"]
+
+
+def test_sleep_models_render_their_gate_dev_mode_and_the_gpu_mode_account(tmp_path):
+    """switch: sleep (issue 14): readiness gate, VLLM_SERVER_DEV_MODE, the KV budget pinned,
+    replicas 0 on creation, an Ingress that routes /v1 and /health alone; with gpu_mode_hosts,
+    the gpu-mode account whose Role grants only the switch's calls, and the mode table."""
+    import yaml
+
+    inv = tmp_path / "inv"
+    shutil.copytree(ROOT / "inventories/example", inv)
+    shutil.copytree(ROOT / "inventories/model-configs", tmp_path / "model-configs")
+    host_vars = inv / "host_vars" / "nuc.yml"
+    text = host_vars.read_text()
+    host_vars.write_text(text.replace("    modes: [ml]\n", "    modes: [ml]\n    switch: sleep\n")
+                         .replace("    modes: [r1]\n", "    modes: [r1]\n    switch: sleep\n"))
+    hosts = yaml.safe_load((inv / "hosts.yml").read_text())
+    hosts["all"]["children"]["gpu_mode_hosts"] = {"hosts": {"nuc": None}}
+    (inv / "hosts.yml").write_text(yaml.safe_dump(hosts))
+    out = tmp_path / "out"
+    code, output = render(str(inv), out, extra={"vllm_ingress_enabled": True, "vllm_api_key": KEY,
+                                                 "gpu_addons_time_slicing_replicas": 2})
+    assert code == 0, output[-3000:]
+    objects = load_objects(out)
+    validate_all(objects)
+    for name in ("llama-8b", "r1-distill-7b"):
+        deploy = objects["deployment-%s.yaml" % name]
+        pod = deploy["spec"]["template"]["spec"]
+        assert deploy["spec"]["replicas"] == 0 and deploy["spec"]["strategy"]["type"] == "Recreate"
+        assert pod["readinessGates"] == [{"conditionType": "gpu-stack.homelab/awake"}]
+        env = dict((e["name"], e.get("value")) for e in pod["containers"][0]["env"])
+        assert env["VLLM_SERVER_DEV_MODE"] == "1"
+        args = pod["containers"][0]["args"]
+        plan = json.loads(deploy["metadata"]["annotations"]["gpu-stack.homelab/plan"])
+        assert args[args.index("--kv-cache-memory-bytes") + 1] == str(plan["kv_cache_bytes"])
+        assert plan["resident_bytes"] > 0 and plan["sleep_residual_bytes"] > 0
+        paths = [p["path"] for p in objects["ingress-%s.yaml" % name]["spec"]["rules"][0]["http"]["paths"]]
+        assert paths == ["/v1", "/health"]
+    role = objects["role-gpu-mode.yaml"]
+    granted = sorted((r["apiGroups"][0], res, v) for r in role["rules"] for res in r["resources"] for v in r["verbs"])
+    assert ("", "secrets", "get") not in granted and ("apps", "deployments", "patch") not in granted
+    assert ("", "pods/proxy", "create") in granted and ("apps", "deployments/scale", "patch") in granted
+    table = json.loads(objects["configmap-gpu-modes.yaml"]["data"]["modes.json"])
+    assert table["mode"] == "ml" and [m["switch"] for m in table["models"]] == ["sleep", "sleep"]
+    assert table["models"][0]["fallback"] and table["chat_through_proxy"] is False
+    assert not any("token" in (o.get("data") or {}) for o in objects.values())
+
+
+def test_sleep_models_need_the_card_advertised_once_per_pod(tmp_path):
+    inv = tmp_path / "inv"
+    shutil.copytree(ROOT / "inventories/example", inv)
+    shutil.copytree(ROOT / "inventories/model-configs", tmp_path / "model-configs")
+    host_vars = inv / "host_vars" / "nuc.yml"
+    host_vars.write_text(host_vars.read_text().replace("    modes: [ml]\n", "    modes: [ml]\n    switch: sleep\n"))
+    code, output = render(str(inv), tmp_path / "out")
+    assert code != 0
+    assert "gpu_addons_time_slicing_replicas: 1, but a node holds 2 vLLM pods at once" in output

@@ -218,20 +218,48 @@ def weight_bytes(shape, dtype="auto", quantization=None, tunables=None):
     return int((params - embed) * QUANT_LINEAR_BYTES[quantization] + embed * act_bytes)
 
 
+def kv_heads_per_gpu(shape, tensor_parallel_size=1):
+    """KV heads on ONE GPU: split over the tensor-parallel ranks, and with fewer heads
+    than ranks replicated so that each rank holds one. vLLM's own rule
+    (ModelConfig.get_num_kv_heads and the models' attention: max(1, heads // tp));
+    benchmarks/planner_tp_vs_vllm.py checks it against vLLM 0.32's code."""
+    return max(1, shape["num_kv_heads"] // int(tensor_parallel_size or 1))
+
+
+def weight_bytes_per_gpu(shape, dtype="auto", quantization=None, tensor_parallel_size=1, tunables=None):
+    """Bytes of weights on ONE GPU: the model split over the tensor-parallel ranks,
+    plus the K and V projections vLLM replicates when the model has fewer KV heads
+    than ranks (QKVParallelLinear keeps one whole head per rank). vLLM 0.32's own
+    model built per rank on the meta device (benchmarks/planner_tp_vs_vllm.py):
+    Qwen2.5-3B (2 KV heads) at tensor_parallel_size 4 holds 25.31% of the model on
+    each rank, not 25%; Qwen3-14B at 4 and Qwen2.5-32B-AWQ at 2 (8 KV heads) hold
+    25.002% and 50.003% (the replicated norms)."""
+    tp = int(tensor_parallel_size or 1)
+    per_gpu = weight_bytes(shape, dtype, quantization, tunables) / tp
+    kv_heads = shape["num_kv_heads"]
+    if tp > kv_heads:
+        per_param = (QUANT_LINEAR_BYTES[quantization] if quantization
+                     else DTYPE_BYTES[_act_dtype(shape, dtype, quantization)])
+        kv_proj = shape["num_layers"] * 2 * shape["hidden_size"] * shape["head_dim"] * kv_heads * per_param
+        per_gpu += kv_proj * (kv_heads_per_gpu(shape, tp) / kv_heads - 1.0 / tp)
+    return int(math.ceil(per_gpu))
+
+
 def kv_bytes_per_token(shape, dtype="auto", quantization=None, tensor_parallel_size=1,
                        kv_cache_dtype="auto"):
-    """KV-cache bytes one token takes on ONE GPU: 2 x layers x KV heads x head_dim x bytes."""
+    """KV-cache bytes one token takes on ONE GPU: 2 x layers x KV heads per GPU x head_dim x bytes
+    (the page_size_bytes of vLLM's FullAttentionSpec per token, summed over the layers)."""
     if kv_cache_dtype and kv_cache_dtype != "auto":
         kv_bytes = DTYPE_BYTES[kv_cache_dtype]
     else:
         kv_bytes = DTYPE_BYTES[_act_dtype(shape, dtype, quantization)]
-    # KV heads are split over the tensor-parallel ranks, replicated when fewer.
-    kv_heads = max(1, shape["num_kv_heads"] // tensor_parallel_size)
+    kv_heads = kv_heads_per_gpu(shape, tensor_parallel_size)
     return 2 * shape["num_layers"] * kv_heads * shape["head_dim"] * kv_bytes
 
 
 def kv_tokens_for_bytes(kv_cache_bytes, bytes_per_token, block_size=16):
-    """Tokens vLLM makes of a KV budget: whole blocks only."""
+    """Tokens vLLM makes of a KV budget: whole blocks only (kv_cache_utils
+    get_kv_cache_config_from_groups: num_blocks = available // bytes per block)."""
     blocks = int(kv_cache_bytes // (bytes_per_token * block_size))
     return blocks * block_size
 
@@ -370,7 +398,7 @@ def _plan(shape, vram_mib, dtype="auto", quantization=None, context_length="auto
     cuda_mib = vram_mib - reserved
     vram = int(cuda_mib * MIB)
 
-    weights = int(math.ceil(weight_bytes(shape, dtype, quantization, tun) / tp))
+    weights = weight_bytes_per_gpu(shape, dtype, quantization, tp, tun)
     bpt = kv_bytes_per_token(shape, dtype, quantization, tp, tun["kv_cache_dtype"])
     batched = tun["max_num_batched_tokens"] or default_max_num_batched_tokens(cuda_mib)
     non_torch = int((tun["non_torch_mib"] + (tun["non_torch_tp_mib"] if tp > 1 else 0)) * MIB)

@@ -511,3 +511,309 @@ def test_a_failed_pod_of_a_replicaset_is_replaced(dyn):
         p = running()
         return p if p and p.metadata.name != first.metadata.name else None
     wait_for(replaced, what="a replacement pod")
+
+
+# --------------------------------------------------------------------------- readiness gates, pod proxy, RBAC
+
+GATE = "gpu-stack.homelab/awake"
+
+
+def call(kad, method, path, body=None, auth=None, ctype="application/json", admin=False):
+    """One raw HTTPS request: (status, body bytes, Content-Type). admin: with the admin client cert."""
+    data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
+    req = urllib.request.Request(kad.url + path, method=method, data=data)
+    if data is not None:
+        req.add_header("Content-Type", ctype)
+    if auth:
+        req.add_header("Authorization", auth)
+    ctx = kad.ssl_ctx()
+    if admin:
+        ctx.load_cert_chain(str(kad.data / "tls" / "admin.crt"), str(kad.data / "tls" / "admin.key"))
+    try:
+        with urllib.request.urlopen(req, context=ctx, timeout=20) as r:
+            return r.status, r.read(), r.headers.get("Content-Type")
+    except urllib.error.HTTPError as e:
+        return e.code, e.read(), e.headers.get("Content-Type")
+
+
+@pytest.fixture(scope="module")
+def backend():
+    """A loopback HTTP server standing in for what runs in a pod: it records each request it gets."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    seen = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def answer(self):
+            n = int(self.headers.get("Content-Length") or 0)
+            seen.append({"method": self.command, "path": self.path, "body": self.rfile.read(n).decode() if n else "",
+                         "ctype": self.headers.get("Content-Type"), "auth": self.headers.get("Authorization")})
+            if self.path.startswith("/teapot"):
+                code, ctype, out = 418, "text/plain", b"short and stout"
+            else:
+                code, ctype = 201 if self.command == "POST" else 200, "application/json"
+                out = json.dumps({"method": self.command, "path": self.path}).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(out)))
+            self.end_headers()
+            self.wfile.write(out)
+
+        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = answer
+
+        def log_message(self, *args):
+            pass
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield srv.server_address[1], seen
+    srv.shutdown()
+    srv.server_close()
+
+
+def pod_manifest(name, port=80, labels=None, **spec):
+    body = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": labels or {"app": name}},
+            "spec": {"containers": [{"name": "app", "image": "nginx:1.27", "ports": [{"name": "http", "containerPort": port}]}]}}
+    body["spec"].update(spec)
+    return body
+
+
+def running_pod(dyn, ns, name, port, on_loopback=True, **spec):
+    """A pod the fake kubelet runs; on_loopback: then given 127.0.0.1 as its IP and its node's, as the
+    node-agent double reports a pod on a node whose address is loopback (the fake kubelet's 10.42.0.x
+    reaches nothing here)."""
+    pods = dyn.resources.get(api_version="v1", kind="Pod")
+    pods.create(body=pod_manifest(name, port, **spec), namespace=ns)
+    wait_for(lambda: pods.get(name=name, namespace=ns).status.phase == "Running", what="%s running" % name)
+    if on_loopback:
+        st = {"podIP": "127.0.0.1", "podIPs": [{"ip": "127.0.0.1"}], "hostIP": "127.0.0.1", "hostIPs": [{"ip": "127.0.0.1"}]}
+        pods.status.patch(body={"status": st}, name=name, namespace=ns, content_type="application/merge-patch+json")
+    return pods.get(name=name, namespace=ns)
+
+
+def test_a_readiness_gate_keeps_a_pod_out_of_its_service_until_its_condition_is_true(dyn):
+    v1 = k8s_client.CoreV1Api(dyn.client)
+    pods = dyn.resources.get(api_version="v1", kind="Pod")
+    v1.create_namespaced_service(NS, {"metadata": {"name": "gated"}, "spec": {"selector": {"app": "gated"}, "ports": [{"port": 80}]}})
+    pod = running_pod(dyn, NS, "gated", 80, on_loopback=False, readinessGates=[{"conditionType": GATE}])
+    ip = pod.status.podIP
+
+    def conditions():
+        return {c.type: c for c in pods.get(name="gated", namespace=NS).status.conditions}
+
+    def endpoints():
+        subset = (v1.read_namespaced_endpoints("gated", NS).subsets or [None])[0]
+        return ([a.ip for a in subset.addresses or []], [a.ip for a in subset.not_ready_addresses or []]) if subset else ([], [])
+
+    c = conditions()
+    assert c["ContainersReady"].status == "True"   # the gate does not hold the containers back
+    assert (c["Ready"].status, c["Ready"].reason, c["Ready"].message) == (
+        "False", "ReadinessGatesNotReady", 'corresponding condition of pod readiness gate "%s" does not exist.' % GATE)
+    wait_for(lambda: endpoints() == ([], [ip]), what="the pod among the not-ready addresses")
+
+    def set_gate(status, **extra):
+        body = {"status": {"conditions": [dict({"type": GATE, "status": status}, **extra)]}}
+        pods.status.patch(body=body, name="gated", namespace=NS, content_type="application/strategic-merge-patch+json")
+
+    set_gate("True")
+    wait_for(lambda: conditions()["Ready"].status == "True", what="Ready after the gate")
+    c = conditions()
+    assert c[GATE].status == "True" and c["Ready"].reason is None and c["Ready"].message is None   # the kubelet's write kept it
+    wait_for(lambda: endpoints() == ([ip], []), what="the pod among the ready addresses")
+
+    set_gate("False", reason="Asleep", message="the model sleeps")
+    wait_for(lambda: conditions()["Ready"].status == "False", what="not Ready again")
+    c = conditions()
+    assert (c["Ready"].reason, c["Ready"].message) == ("ReadinessGatesNotReady", 'the status of pod readiness gate "%s" is not "True", but False' % GATE)
+    assert (c[GATE].status, c[GATE].reason) == ("False", "Asleep") and c["ContainersReady"].status == "True"
+    wait_for(lambda: endpoints() == ([], [ip]), what="the pod out of the ready addresses")
+
+
+def test_a_readiness_gate_condition_type_must_be_a_qualified_name(dyn):
+    pods = dyn.resources.get(api_version="v1", kind="Pod")
+    with pytest.raises(ApiException) as e:
+        pods.create(body=pod_manifest("bad-gate", readinessGates=[{"conditionType": "gpu_stack.homelab/awake"}]), namespace=NS)
+    st = json.loads(e.value.body)
+    assert e.value.status == 422 and st["reason"] == "Invalid"
+    assert st["message"].startswith('Pod "bad-gate" is invalid: spec.readinessGates[0].conditionType: Invalid value: '
+                                    '"gpu_stack.homelab/awake": prefix part a lowercase RFC 1123 subdomain'), st["message"]
+    assert st["details"]["causes"][0]["field"] == "spec.readinessGates[0].conditionType"
+    d = deployment("bad-gate")
+    d["spec"]["template"]["spec"]["readinessGates"] = [{"conditionType": "awake/"}]
+    with pytest.raises(ApiException) as e:
+        ssa(dyn, d)
+    assert e.value.status == 422 and "spec.template.spec.readinessGates[0].conditionType" in e.value.body
+
+
+def test_pod_proxy_passes_method_query_body_and_answer(kad, dyn, backend):
+    port, seen = backend
+    running_pod(dyn, NS, "proxied", port)
+    base = "/api/v1/namespaces/%s/pods/proxied/proxy" % NS
+
+    code, body, ctype = call(kad, "GET", base + "/v1/models?x=1&y=two%20words", admin=True)
+    assert (code, ctype) == (200, "application/json") and json.loads(body) == {"method": "GET", "path": "/v1/models?x=1&y=two%20words"}
+    assert seen[-1]["auth"] is None   # the caller's credentials stay with the API server
+    code, body, _ctype = call(kad, "POST", base + "/v1/completions?stream=false", {"prompt": "hi"}, admin=True)
+    assert code == 201 and json.loads(body)["path"] == "/v1/completions?stream=false"
+    assert {k: seen[-1][k] for k in ("method", "path", "body", "ctype")} == {
+        "method": "POST", "path": "/v1/completions?stream=false", "body": '{"prompt": "hi"}', "ctype": "application/json"}
+    for method in ("PUT", "PATCH", "DELETE"):
+        code, _body, _ctype = call(kad, method, base + "/thing", b"x", ctype="text/plain", admin=True)
+        assert code == 200 and (seen[-1]["method"], seen[-1]["body"], seen[-1]["ctype"]) == (method, "x", "text/plain")
+    assert call(kad, "GET", base + "/teapot", admin=True) == (418, b"short and stout", "text/plain")
+    # NAME:PORT (the colon as clients send it), and no path at all.
+    assert call(kad, "GET", "/api/v1/namespaces/%s/pods/proxied%%3A%d/proxy/p/" % (NS, port), admin=True)[0] == 200
+    assert seen[-1]["path"] == "/p/"
+    assert call(kad, "GET", base, admin=True)[0] == 200 and seen[-1]["path"] == "/"
+
+    # The Python client: its generated method (path escaped as one segment) and a raw call with a body.
+    v1 = k8s_client.CoreV1Api(dyn.client)
+    r = v1.connect_get_namespaced_pod_proxy_with_path("proxied", NS, "v1/models", _preload_content=False)
+    assert json.loads(r.data) == {"method": "GET", "path": "/v1/models"}
+    req = dyn.client.param_serialize("POST", "/api/v1/namespaces/{namespace}/pods/{name}/proxy/{path}",
+                                     path_params={"namespace": NS, "name": "proxied", "path": "wake_up"},
+                                     query_params=[("tags", "weights")], header_params={"Content-Type": "application/json"},
+                                     body={"a": 1}, auth_settings=["BearerToken"])
+    r = dyn.client.call_api(*req)
+    r.read()
+    assert r.status == 201 and (seen[-1]["method"], seen[-1]["path"], json.loads(seen[-1]["body"])) == ("POST", "/wake_up?tags=weights", {"a": 1})
+
+    # Refusals, as pod.ResourceLocation and the proxy answer them.
+    def status(path):
+        code, body, _ctype = call(kad, "GET", path, admin=True)
+        st = json.loads(body)
+        return code, st["reason"], st["message"]
+    assert status("/api/v1/namespaces/%s/pods/proxied%%3A1/proxy/x" % NS) == (
+        503, "ServiceUnavailable", "error trying to reach service: dial tcp 127.0.0.1:1: connect: connection refused")
+    dyn.resources.get(api_version="v1", kind="Pod").create(body=pod_manifest("no-ip", nodeSelector={"nowhere": "x"}), namespace=NS)
+    assert status("/api/v1/namespaces/%s/pods/no-ip/proxy/x" % NS) == (400, "BadRequest", "address not allowed")
+    running_pod(dyn, NS, "lo-only", port, on_loopback=False)
+    dyn.resources.get(api_version="v1", kind="Pod").status.patch(
+        body={"status": {"podIP": "127.0.0.1", "podIPs": [{"ip": "127.0.0.1"}]}}, name="lo-only", namespace=NS,
+        content_type="application/merge-patch+json")
+    assert status("/api/v1/namespaces/%s/pods/lo-only/proxy/x" % NS) == (400, "BadRequest", "address not allowed")
+    assert status("/api/v1/namespaces/%s/pods/a:b:c:d/proxy/x" % NS) == (400, "BadRequest", 'invalid pod request "a:b:c:d"')
+    assert status("/api/v1/namespaces/%s/pods/nobody/proxy/x" % NS) == (404, "NotFound", 'pods "nobody" not found')
+
+
+def sa_token(dyn, ns, name):
+    """A ServiceAccount and its legacy token Secret (filled by the token controller): the bearer token."""
+    v1 = k8s_client.CoreV1Api(dyn.client)
+    if ns not in {n.metadata.name for n in v1.list_namespace().items}:
+        v1.create_namespace({"metadata": {"name": ns}})
+    v1.create_namespaced_service_account(ns, {"metadata": {"name": name}})
+    v1.create_namespaced_secret(ns, {"metadata": {"name": name + "-token", "annotations": {"kubernetes.io/service-account.name": name}},
+                                     "type": "kubernetes.io/service-account-token"})
+    data = wait_for(lambda: v1.read_namespaced_secret(name + "-token", ns).data, what="the token")
+    return base64.b64decode(data["token"]).decode()
+
+
+def rbac(dyn, kind, name, ns=None, **fields):
+    body = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": kind, "metadata": {"name": name}}
+    if ns:
+        body["metadata"]["namespace"] = ns
+    body.update(fields)
+    return dyn.resources.get(api_version="rbac.authorization.k8s.io/v1", kind=kind).create(body=body, namespace=ns)
+
+
+def test_rbac_for_a_service_account_token(kad, dyn, backend):
+    port, seen = backend
+    token = sa_token(dyn, "llm", "gpu-mode")
+    user = "system:serviceaccount:llm:gpu-mode"
+    bearer = "Bearer " + token
+    running_pod(dyn, "llm", "vllm-0", port)
+    rbac(dyn, "Role", "gpu-mode", "llm", rules=[{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]},
+                                                {"apiGroups": [""], "resources": ["pods/proxy"], "verbs": ["create"]}])
+    rbac(dyn, "RoleBinding", "gpu-mode", "llm", subjects=[{"kind": "ServiceAccount", "name": "gpu-mode", "namespace": "llm"}],
+         roleRef={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "gpu-mode"})
+
+    code, body, _ctype = call(kad, "GET", "/api/v1/namespaces/llm/pods", auth=bearer)
+    assert code == 200 and [p["metadata"]["name"] for p in json.loads(body)["items"]] == ["vllm-0"]
+    assert call(kad, "GET", "/api/v1/namespaces/llm/pods/vllm-0", auth=bearer)[0] == 200
+    code, body, _ctype = call(kad, "POST", "/api/v1/namespaces/llm/pods/vllm-0/proxy/sleep?level=1", {}, auth=bearer)
+    assert code == 201 and (seen[-1]["method"], seen[-1]["path"], seen[-1]["auth"]) == ("POST", "/sleep?level=1", None)   # no token passed on
+    for path in ("/api", "/api/v1", "/apis", "/apis/apps/v1", "/version"):
+        assert call(kad, "GET", path, auth=bearer)[0] == 200, path
+
+    def refused(method, path, body=None, ctype="application/json"):
+        code, raw, _ctype = call(kad, method, path, body, auth=bearer, ctype=ctype)
+        assert code == 403, (method, path, code, raw[:300])
+        st = json.loads(raw)
+        assert (st["reason"], st["code"]) == ("Forbidden", 403), st
+        return st["message"], st.get("details")
+
+    assert refused("GET", "/api/v1/namespaces/llm/secrets") == (
+        'secrets is forbidden: User "%s" cannot list resource "secrets" in API group "" in the namespace "llm"' % user, {"kind": "secrets"})
+    assert refused("DELETE", "/api/v1/namespaces/llm/pods/vllm-0") == (
+        'pods "vllm-0" is forbidden: User "%s" cannot delete resource "pods" in API group "" in the namespace "llm"' % user,
+        {"name": "vllm-0", "kind": "pods"})
+    assert refused("PATCH", "/apis/apps/v1/namespaces/llm/deployments/vllm/scale", {"spec": {"replicas": 0}},
+                   "application/merge-patch+json") == (
+        'deployments.apps "vllm" is forbidden: User "%s" cannot patch resource "deployments/scale" in API group "apps" in the '
+        'namespace "llm"' % user, {"name": "vllm", "group": "apps", "kind": "deployments"})
+    assert refused("GET", "/api/v1/namespaces/default/pods")[0] == (
+        'pods is forbidden: User "%s" cannot list resource "pods" in API group "" in the namespace "default"' % user)
+    assert refused("GET", "/api/v1/namespaces/llm/pods/vllm-0/proxy/health")[0] == (
+        'pods "vllm-0" is forbidden: User "%s" cannot get resource "pods/proxy" in API group "" in the namespace "llm"' % user)
+    assert refused("GET", "/api/v1/nodes")[0] == (
+        'nodes is forbidden: User "%s" cannot list resource "nodes" in API group "" at the cluster scope' % user)
+    assert refused("GET", "/api/v1/pods?watch=true")[0] == (
+        'pods is forbidden: User "%s" cannot watch resource "pods" in API group "" at the cluster scope' % user)
+    assert refused("POST", "/v1-k3s-double/nodes/evil", {})[0] == 'forbidden: User "%s" cannot post path "/v1-k3s-double/nodes/evil"' % user
+    assert len([s for s in seen if s["path"].startswith("/health")]) == 0   # a refused proxy request never reached the pod
+    # A request refused before its body was read leaves the kept-alive connection usable.
+    import http.client
+    conn = http.client.HTTPSConnection("127.0.0.1", kad.port, context=kad.ssl_ctx(), timeout=10)
+    conn.request("POST", "/api/v1/namespaces/llm/configmaps", body=json.dumps({"metadata": {"name": "x" * 2000}}),
+                 headers={"Authorization": bearer, "Content-Type": "application/json"})
+    answer = conn.getresponse()
+    assert (answer.status, json.loads(answer.read())["reason"]) == (403, "Forbidden")
+    conn.request("GET", "/api/v1/namespaces/llm/pods", headers={"Authorization": bearer})
+    answer = conn.getresponse()
+    assert answer.status == 200 and json.loads(answer.read())["kind"] == "PodList"
+    conn.close()
+
+    # The Python client with the token.
+    conf = k8s_client.Configuration(host=kad.url)
+    conf.ssl_ca_cert = str(kad.data / "tls" / "ca.crt")
+    conf.api_key = {"authorization": bearer}
+    sa_v1 = k8s_client.CoreV1Api(k8s_client.ApiClient(conf))
+    assert [p.metadata.name for p in sa_v1.list_namespaced_pod("llm").items] == ["vllm-0"]
+    assert json.loads(sa_v1.connect_post_namespaced_pod_proxy_with_path("vllm-0", "llm", "wake_up", _preload_content=False).data) == {
+        "method": "POST", "path": "/wake_up"}
+    with pytest.raises(ApiException) as e:
+        sa_v1.list_namespaced_secret("llm")
+    assert e.value.status == 403
+
+    # resourceNames: only the named object, never a list (nor a create) without a name; Group subjects.
+    v1 = k8s_client.CoreV1Api(dyn.client)
+    for name in ("plan", "other"):
+        v1.create_namespaced_config_map("llm", {"metadata": {"name": name}, "data": {"k": "v"}})
+    rbac(dyn, "Role", "plan-reader", "llm", rules=[{"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["plan"],
+                                                    "verbs": ["get", "list", "update"]}])
+    rbac(dyn, "RoleBinding", "plan-reader", "llm", subjects=[{"kind": "Group", "name": "system:serviceaccounts:llm",
+                                                              "apiGroup": "rbac.authorization.k8s.io"}],
+         roleRef={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "plan-reader"})
+    assert call(kad, "GET", "/api/v1/namespaces/llm/configmaps/plan", auth=bearer)[0] == 200
+    assert call(kad, "GET", "/api/v1/namespaces/llm/configmaps?fieldSelector=metadata.name%3Dplan", auth=bearer)[0] == 200
+    assert refused("GET", "/api/v1/namespaces/llm/configmaps/other")[0].startswith('configmaps "other" is forbidden: ')
+    assert refused("GET", "/api/v1/namespaces/llm/configmaps")[0].startswith("configmaps is forbidden: ")
+    # A binding to a role that does not exist: the authorizer says so.
+    rbac(dyn, "RoleBinding", "dangling", "llm", subjects=[{"kind": "ServiceAccount", "name": "gpu-mode"}],
+         roleRef={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "missing"})
+    assert refused("GET", "/api/v1/namespaces/llm/services")[0] == (
+        'services is forbidden: User "%s" cannot list resource "services" in API group "" in the namespace "llm": '
+        'RBAC: role.rbac.authorization.k8s.io "missing" not found' % user)
+
+    # A ClusterRoleBinding to a ClusterRole holds in every namespace and for cluster-scoped objects.
+    rbac(dyn, "ClusterRole", "pod-watcher", rules=[{"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch"]},
+                                                   {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get"]}])
+    rbac(dyn, "ClusterRoleBinding", "gpu-mode-pod-watcher", subjects=[{"kind": "ServiceAccount", "name": "gpu-mode", "namespace": "llm"}],
+         roleRef={"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "pod-watcher"})
+    for path in ("/api/v1/pods", "/api/v1/namespaces/default/pods", "/api/v1/nodes/server-1"):
+        assert call(kad, "GET", path, auth=bearer)[0] == 200, path
+    assert refused("GET", "/api/v1/nodes")[0].endswith('cannot list resource "nodes" in API group "" at the cluster scope')
+    assert refused("DELETE", "/api/v1/namespaces/default/pods/proxied")[0].startswith('pods "proxied" is forbidden: ')
+    # cluster-admin exists, as the API server's bootstrap policy makes it.
+    rbac(dyn, "ClusterRoleBinding", "gpu-mode-admin", subjects=[{"kind": "ServiceAccount", "name": "gpu-mode", "namespace": "llm"}],
+         roleRef={"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"})
+    assert call(kad, "GET", "/api/v1/namespaces/llm/secrets", auth=bearer)[0] == 200

@@ -7,6 +7,7 @@ Both doubles run as subprocesses on loopback and are stopped by PID (SIGTERM,
 then SIGKILL). Files a pod's uid 1000 must reach live in a 0755 folder under
 /tmp (pytest's own tmp folders are root-only)."""
 
+import copy
 import json
 import os
 import shutil
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import types
 from pathlib import Path
 
 import pytest
@@ -502,3 +504,105 @@ def test_refusals_port_clash_hostpath_type_and_foreign_node_path(cluster, world)
     wait_for(lambda: phase(cluster, ns, "clobber") == "Failed", what="NodePathConflict")
     assert cluster.pod(ns, "clobber")["status"]["reason"] == "NodePathConflict"
     assert taken.read_text() == "the node's own\n"
+
+
+GATE = "gpu-stack.homelab/awake"
+
+
+def test_the_agent_patches_only_its_own_conditions_so_a_gate_set_meanwhile_stays():
+    """No processes: a worker whose copy of the pod predates a gate condition someone set writes its status.
+    Its strategic merge patch carries only the kubelet's conditions, so the server keeps the gate's; the
+    merge patch of the whole list it sent before replaced the list and wiped it."""
+    from kube_api_double import merge
+    from node_agent_double.agent import KUBELET_CONDITIONS, PodWorker
+
+    sent = []
+
+    class FakeClient:
+        def request(self, method, path, body=None, query=None, ctype="application/json"):
+            sent.append((method, path, body, ctype))
+            return None
+
+    class ReadyContainer:
+        restart_count, done = 0, False
+
+        def status(self):
+            return {"name": "app", "image": "example.test/app:1", "imageID": "", "ready": True, "started": True, "restartCount": 0,
+                    "state": {"running": {"startedAt": "2025-01-01T00:00:01Z"}}, "lastState": {}}
+
+    stale = {"metadata": {"name": "p", "namespace": "ns", "uid": "u", "resourceVersion": "5"},
+             "spec": {"containers": [{"name": "app", "image": "example.test/app:1"}], "readinessGates": [{"conditionType": GATE}]},
+             "status": {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "True",
+                                                            "lastTransitionTime": "2025-01-01T00:00:00Z"}],
+                        "containerStatuses": [{"name": "app", "ready": False, "state": {"waiting": {"reason": "ContainerCreating"}}}]}}
+    w = PodWorker(types.SimpleNamespace(node_ip="127.0.0.1", client=FakeClient()), copy.deepcopy(stale))
+    w.runners, w.sandbox_ready = {"app": ReadyContainer()}, True
+    w.write_status()
+    method, path, body, ctype = sent[-1]
+    assert (method, path, ctype) == ("PATCH", "/api/v1/namespaces/ns/pods/p/status", "application/strategic-merge-patch+json")
+    conds = {c["type"]: c for c in body["status"]["conditions"]}
+    assert list(conds) == list(KUBELET_CONDITIONS)
+    assert conds["ContainersReady"]["status"] == "True"
+    assert (conds["Ready"]["status"], conds["Ready"]["reason"], conds["Ready"]["message"]) == (
+        "False", "ReadinessGatesNotReady", 'corresponding condition of pod readiness gate "%s" does not exist.' % GATE)
+
+    # Meanwhile on the server: the gate condition set True. The stale patch leaves it, and a stale waiting state goes.
+    server = copy.deepcopy(stale)
+    server["status"]["conditions"].append({"type": GATE, "status": "True"})
+    merged = merge.strategic_merge_patch(server, body)
+    assert {c["type"]: c["status"] for c in merged["status"]["conditions"]}[GATE] == "True"
+    assert merged["status"]["containerStatuses"][0]["state"] == {"running": {"startedAt": "2025-01-01T00:00:01Z"}}
+
+    # The agent reads the pod again (the gate True): Ready now, and still no gate condition in its patch.
+    w.update(dict(merged, metadata=dict(merged["metadata"], resourceVersion="6")))
+    w.write_status()
+    conds = {c["type"]: c for c in sent[-1][2]["status"]["conditions"]}
+    assert GATE not in conds and (conds["Ready"]["status"], conds["Ready"]["reason"], conds["Ready"]["message"]) == ("True", None, None)
+    merged = merge.strategic_merge_patch(merged, sent[-1][2])
+    ready = next(c for c in merged["status"]["conditions"] if c["type"] == "Ready")
+    assert "reason" not in ready and "message" not in ready   # the old reason and message are gone, not left beside True
+
+
+def test_a_readiness_gate_holds_ready_and_the_pods_service_until_set(cluster, world):
+    name, out = world
+    ns = cluster.namespace(name)
+    cluster.agent(name, cluster.node(name))
+    port = free_port()
+    cluster.create("/api/v1/namespaces/%s/services" % ns, {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "gated"},
+                                                           "spec": {"selector": {"app": "gated"}, "ports": [{"port": port}]}})
+    body = pod_body("gated", ["--port", str(port)], node=name, restartPolicy="Always", readinessGates=[{"conditionType": GATE}],
+                    container={"ports": [{"containerPort": port}]})
+    body["metadata"]["labels"] = {"app": "gated"}
+    cluster.create("/api/v1/namespaces/%s/pods" % ns, body)
+
+    def conds():
+        return {c["type"]: c for c in ((cluster.pod(ns, "gated") or {}).get("status") or {}).get("conditions") or []}
+
+    def endpoints():
+        ep = cluster.client.get_or_none("/api/v1/namespaces/%s/endpoints/gated" % ns) or {}
+        subset = (ep.get("subsets") or [{}])[0]
+        return [a["ip"] for a in subset.get("addresses") or []], [a["ip"] for a in subset.get("notReadyAddresses") or []]
+
+    def set_gate(status):
+        cluster.client.request("PATCH", "/api/v1/namespaces/%s/pods/gated/status" % ns,
+                               {"status": {"conditions": [{"type": GATE, "status": status}]}}, ctype="application/strategic-merge-patch+json")
+
+    wait_for(lambda: conds().get("ContainersReady", {}).get("status") == "True", what="containers ready")
+    ready = conds()["Ready"]
+    assert (ready["status"], ready["reason"], ready["message"]) == (
+        "False", "ReadinessGatesNotReady", 'corresponding condition of pod readiness gate "%s" does not exist.' % GATE)
+    wait_for(lambda: endpoints() == ([], ["127.0.0.1"]), what="not-ready address")
+    # The API double's pod proxy reaches the agent's pod (in its node's network, on a loopback node).
+    assert cluster.client.request("GET", "/api/v1/namespaces/%s/pods/gated/proxy/" % ns) is None
+
+    set_gate("True")
+    wait_for(lambda: conds()["Ready"]["status"] == "True", what="Ready")
+    assert conds()[GATE]["status"] == "True"   # the agent's Ready write kept it
+    wait_for(lambda: endpoints() == (["127.0.0.1"], []), what="ready address")
+
+    set_gate("False")
+    wait_for(lambda: conds()["Ready"]["status"] == "False", what="not Ready")
+    c = conds()
+    assert c["Ready"]["message"] == 'the status of pod readiness gate "%s" is not "True", but False' % GATE
+    assert c[GATE]["status"] == "False" and c["ContainersReady"]["status"] == "True"
+    wait_for(lambda: endpoints() == ([], ["127.0.0.1"]), what="back among the not-ready addresses")

@@ -38,6 +38,27 @@ def pod_ready(p):
     return bool(c and c.get("status") == "True")
 
 
+# The pod conditions a kubelet writes (kubetypes.PodConditionByKubelet); any other type (a readiness
+# gate's) belongs to whoever sets it through pods/status, and a kubelet never writes it.
+KUBELET_CONDITIONS = ("PodScheduled", "PodReadyToStartContainers", "Initialized", "ContainersReady", "Ready")
+
+
+def readiness_gate_messages(pod):
+    """Why the pod's readiness gates keep it from Ready, as the kubelet's GeneratePodReadyCondition
+    words it (reason ReadinessGatesNotReady, the messages joined by ", "); [] when every gate's
+    condition is "True"."""
+    conds = {c.get("type"): c for c in (pod.get("status") or {}).get("conditions") or []}
+    out = []
+    for gate in (pod.get("spec") or {}).get("readinessGates") or []:
+        ctype = gate.get("conditionType")
+        c = conds.get(ctype)
+        if c is None:
+            out.append('corresponding condition of pod readiness gate "%s" does not exist.' % ctype)
+        elif c.get("status") != "True":
+            out.append('the status of pod readiness gate "%s" is not "True", but %s' % (ctype, c.get("status")))
+    return out
+
+
 def terminating(o):
     return bool(o["metadata"].get("deletionTimestamp"))
 
@@ -591,7 +612,15 @@ class Controllers:
             if terminating(p):
                 self.store.finalize_pod(p["metadata"]["namespace"], p["metadata"]["name"])
                 continue
-            if (p.get("status") or {}).get("phase") != "Pending":
+            phase = (p.get("status") or {}).get("phase")
+            if phase == "Running":
+                # Readiness gates: Ready follows the gate conditions others set through pods/status.
+                new = copy.deepcopy(p)
+                self._kubelet_ready(new)
+                if new != p:
+                    self.store.system_update(self.rt["Pod"], new)
+                continue
+            if phase != "Pending":
                 continue
             new = copy.deepcopy(p)
             st = new["status"]
@@ -600,16 +629,34 @@ class Controllers:
             st.update({"phase": "Running", "startTime": t, "podIP": "10.42.0.%d" % (self.ip_seq % 250 + 2),
                        "hostIP": next((a["address"] for a in (node["status"].get("addresses") or []) if a["type"] == "InternalIP"), "")})
             st["podIPs"] = [{"ip": st["podIP"]}]
-            for ctype in ("PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady"):
+            for ctype in ("PodReadyToStartContainers", "Initialized", "ContainersReady"):
                 set_condition(st, ctype, "True", None, None)
             for c in st["conditions"]:
-                c.pop("reason", None)
-                c.pop("message", None)
-                c["lastProbeTime"] = None
+                if c["type"] in KUBELET_CONDITIONS:
+                    c.pop("reason", None)
+                    c.pop("message", None)
+                    c["lastProbeTime"] = None
             st["containerStatuses"] = [{"name": c["name"], "image": c["image"], "imageID": "", "ready": True, "restartCount": 0,
                                         "started": True, "state": {"running": {"startedAt": t}}, "containerID": "containerd://fake"}
                                        for c in p["spec"]["containers"]]
+            self._kubelet_ready(new)
             self.store.system_update(self.rt["Pod"], new)
+
+    @staticmethod
+    def _kubelet_ready(pod):
+        """Ready as the kubelet computes it for a pod whose containers are all ready: True unless a readiness
+        gate's condition is missing or not "True". Only the Ready condition is touched, never a gate's."""
+        gates = readiness_gate_messages(pod)
+        st = pod["status"]
+        if gates:
+            set_condition(st, "Ready", "False", "ReadinessGatesNotReady", ", ".join(gates))
+        else:
+            set_condition(st, "Ready", "True", None, None)
+        c = cond(pod, "Ready")
+        for k in ("reason", "message"):
+            if c.get(k) is None:
+                c.pop(k, None)
+        c["lastProbeTime"] = None
 
     # ------------------------------------------------------------------ disruption budgets
 

@@ -48,8 +48,8 @@ def _b(group, version, plural, kind, namespaced, short=(), subs=()):
 BUILTIN = [
     _b("", "v1", "namespaces", "Namespace", False, ["ns"], ["status"]),
     _b("", "v1", "nodes", "Node", False, ["no"], ["status"]),
-    _b("", "v1", "pods", "Pod", True, ["po"], ["status", "eviction"]),
-    _b("", "v1", "services", "Service", True, ["svc"], ["status"]),
+    _b("", "v1", "pods", "Pod", True, ["po"], ["status", "eviction", "proxy"]),
+    _b("", "v1", "services", "Service", True, ["svc"], ["status", "proxy"]),
     _b("", "v1", "endpoints", "Endpoints", True, ["ep"]),
     _b("", "v1", "configmaps", "ConfigMap", True, ["cm"]),
     _b("", "v1", "secrets", "Secret", True),
@@ -91,7 +91,10 @@ def discovery_entry(rt):
     if rt.group == "" and rt.plural == "pods" or rt.plural in ("deployments", "daemonsets", "statefulsets", "replicasets"):
         out[0]["categories"] = ["all"]
     for sub in rt.subresources:
-        if sub in SUBRESOURCE_KINDS:
+        if sub == "proxy":
+            out.append({"name": "%s/proxy" % rt.plural, "singularName": "", "namespaced": rt.namespaced,
+                        "kind": rt.kind + "ProxyOptions", "verbs": ["create", "delete", "get", "patch", "update"]})
+        elif sub in SUBRESOURCE_KINDS:
             g, v, k, verbs = SUBRESOURCE_KINDS[sub]
             out.append({"name": "%s/%s" % (rt.plural, sub), "singularName": "", "namespaced": rt.namespaced,
                         "group": g, "version": v, "kind": k, "verbs": verbs})
@@ -346,8 +349,11 @@ LIST_KEYS = {
     "env": ["name"], "volumes": ["name"], "volumeMounts": ["mountPath"], "volumeDevices": ["devicePath"],
     "imagePullSecrets": ["name"], "hostAliases": ["ip"], "conditions": ["type"], "ownerReferences": ["uid"],
     "resourceClaims": ["name"], "topologySpreadConstraints": ["topologyKey", "whenUnsatisfiable"],
-    "containerStatuses": ["name"], "initContainerStatuses": ["name"], "addresses": ["type"],
+    "addresses": ["type"],
 }
+# Not here, as in the real schema (listType atomic, no patchMergeKey): pod status containerStatuses and
+# initContainerStatuses, so a strategic merge patch replaces them whole (a kubelet's patch leaves no stale
+# `waiting` beside a new `running`).
 SET_LISTS = {"finalizers"}
 
 
@@ -564,6 +570,12 @@ def semantic_errors(kind, obj, old):
                                          "'^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'" % json.dumps(q)))
         if not pod_spec.get("containers"):
             errs.append((prefix + ".containers", "Required value"))
+        # validateReadinessGates: each conditionType a qualified name.
+        for i, gate in enumerate(pod_spec.get("readinessGates") or []):
+            ctype = gate.get("conditionType") if isinstance(gate, dict) else None
+            if isinstance(ctype, str):
+                errs += [("%s.readinessGates[%d].conditionType" % (prefix, i), "Invalid value: %s: %s" % (json.dumps(ctype), m))
+                         for m in qualified_name_errors(ctype)]
     if kind == "Service":
         if spec.get("type") != "ExternalName" and not spec.get("ports") and spec.get("clusterIP") != "None":
             errs.append(("spec.ports", "Required value"))

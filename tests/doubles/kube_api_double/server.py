@@ -3,8 +3,10 @@ and the subresources, over http.server with one thread per connection."""
 
 import base64
 import copy
+import ipaddress
 import json
 import re
+import socket
 import ssl
 import sys
 import time
@@ -12,11 +14,11 @@ import traceback
 import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import yaml
 
-from . import controllers, merge
+from . import controllers, merge, rbac
 from .schema import Invalid
 from .selectors import SelectorError, field_reqs_match, label_reqs_match, parse_field_selector, parse_label_selector
 from .store import ApiError, invalid, managers_of, not_found
@@ -24,6 +26,36 @@ from .tls import client_identity
 
 PATCH_TYPES = {"application/merge-patch+json", "application/strategic-merge-patch+json", "application/json-patch+json",
                "application/apply-patch+yaml"}
+
+
+# Never passed on by the proxies: the caller's credentials (the API server's authentication filter
+# drops Authorization), the headers of one hop, and Accept-Encoding (only the answer's Content-Type
+# comes back, so a compressed answer would reach the caller undecodable).
+NOT_FORWARDED = {"authorization", "host", "connection", "keep-alive", "proxy-authorization", "proxy-authenticate", "proxy-connection",
+                 "te", "trailer", "transfer-encoding", "upgrade", "content-length", "accept-encoding"}
+PROXY_TIMEOUT_S = 300   # the real proxy is a long-running request (no request timeout); a hung pod still ends here
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A proxy passes a redirect back; it does not follow it."""
+
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+def _proxy_address_allowed(ip, host_ip):
+    """pod.ResourceLocation refuses an address that is not global unicast ("address not allowed": no IP yet,
+    loopback, link-local). One exception: a pod in its node's network whose node's address is loopback,
+    as the node-agent double runs every pod and as the k3s double's server node has 127.0.0.1; a real
+    node's address is never loopback, so this lets through nothing a real cluster could refuse."""
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    if addr.is_loopback and ip == host_ip:
+        return True
+    return not (addr.is_loopback or addr.is_link_local or addr.is_multicast or addr.is_unspecified
+                or (addr.version == 4 and str(addr) == "255.255.255.255"))
 
 
 class Unauthorized(ApiError):
@@ -51,6 +83,11 @@ class Api:
                 "compiler": "gc", "platform": "linux/amd64"}
 
     def authenticate(self, handler):
+        """(user, groups), system:authenticated among the groups as the real authenticators add it."""
+        user, groups = self._identity(handler)
+        return user, groups + ["system:authenticated"]
+
+    def _identity(self, handler):
         cert = handler.connection.getpeercert() if isinstance(handler.connection, ssl.SSLSocket) else None
         if cert:
             return client_identity(cert)
@@ -65,7 +102,7 @@ class Api:
         elif auth.startswith("Bearer "):
             sa = self.ctl.service_account_for_token(auth[7:].strip())
             if sa:
-                return sa, ["system:serviceaccounts"]
+                return sa, ["system:serviceaccounts", "system:serviceaccounts:" + sa.split(":")[2]]
         raise Unauthorized()
 
     def _token_ok(self, pw):
@@ -119,9 +156,16 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def _raw_body(self):
+        """The request body, read once: a request refused before its body was read (RBAC, say) still has
+        it drained, or the next request on the kept-alive connection would start inside it."""
+        if self._raw is None:
+            n = int(self.headers.get("Content-Length") or 0)
+            self._raw = self.rfile.read(n) if n > 0 else b""
+        return self._raw
+
     def _body(self):
-        n = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(n) if n else b""
+        raw = self._raw_body()
         if not raw.strip():
             return None
         ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip()
@@ -134,6 +178,7 @@ class Handler(BaseHTTPRequestHandler):
                            "application/json, application/yaml (%s)" % e)
 
     def _dispatch(self, method):
+        self._raw = None
         try:
             url = urlsplit(self.path)
             self.q = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
@@ -143,6 +188,7 @@ class Handler(BaseHTTPRequestHandler):
             if method == "GET" and path in ("/healthz", "/readyz", "/livez"):
                 return self._send(200, "ok", "text/plain")
             self.user = self.api.authenticate(self)
+            rbac.check(self.api.store, *self.user, method, url.path, self.q)
             if method == "GET" and path == "/version":
                 return self._send(200, self.api.version_info())
             m = re.fullmatch(r"/v1-k3s-double/nodes/([^/]+)", path)
@@ -170,6 +216,7 @@ class Handler(BaseHTTPRequestHandler):
             return self._resource(method, group, version, [p for p in rest.split("/") if p])
         except ApiError as e:
             try:
+                self._raw_body()
                 self._send(e.code, e.status())
             except OSError:
                 pass
@@ -211,6 +258,8 @@ class Handler(BaseHTTPRequestHandler):
         sub = parts[2] if len(parts) > 2 else ""
         if rt.kind == "Service" and sub == "proxy":
             return self._service_proxy(method, ns, name, "/".join(parts[3:]))
+        if rt.kind == "Pod" and sub == "proxy":
+            return self._pod_proxy(method, ns, name)
         if len(parts) > 3 or (sub and sub not in rt.subresources):
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         dry = self.q.get("dryRun") == "All"
@@ -300,14 +349,61 @@ class Handler(BaseHTTPRequestHandler):
         ports = [p for p in subset.get("ports") or [] if not port or port in (p.get("name"), str(p["port"]))]
         if not subset.get("addresses") or not ports:
             raise ApiError(503, "ServiceUnavailable", 'no endpoints available for service "%s"' % name)
-        url = "http://%s:%d/%s" % (subset["addresses"][0]["ip"], ports[0]["port"], path)
+        return self._forward("GET", "http://%s:%d/%s" % (subset["addresses"][0]["ip"], ports[0]["port"], path), with_body=False)
+
+    def _pod_proxy(self, method, ns, ref):
+        """pods/[SCHEME:]NAME[:PORT]/proxy[/PATH]: the request (method, query, body, headers but the caller's
+        credentials) sent to the pod's IP, the answer passed back, as pod.ResourceLocation and the
+        upgrade-aware proxy do. PORT is used as given (a container port's name is not looked up, as in the
+        real server: Go's dialer reads it as a service name); none: the first container port declared."""
+        ident = unquote(ref)   # clients send the colons as %3A
+        parts = ident.split(":")
+        scheme, name, port = parts if len(parts) == 3 else ("", parts[0], parts[1] if len(parts) == 2 else "")
+        if len(parts) > 3 or not name or scheme not in ("", "http", "https"):
+            raise ApiError(400, "BadRequest", 'invalid pod request "%s"' % ident)
+        pod = self.api.store.get(self.api.store.rtype("", "v1", "pods"), ns, name)
+        if not port:
+            port = next((str(c["ports"][0]["containerPort"]) for c in pod["spec"].get("containers") or [] if c.get("ports")), "")
+        st = pod.get("status") or {}
+        ip = ((st.get("podIPs") or [{}])[0]).get("ip") or ""
+        if not _proxy_address_allowed(ip, st.get("hostIP")):
+            raise ApiError(400, "BadRequest", "address not allowed")
+        if port and not port.isdigit():
+            try:
+                port = str(socket.getservbyname(port, "tcp"))
+            except OSError:
+                raise ApiError(503, "ServiceUnavailable", "error trying to reach service: dial tcp: lookup tcp/%s: unknown port" % port)
+        host = "[%s]" % ip if ":" in ip else ip
+        raw = urlsplit(self.path)
+        marker = "/pods/%s/proxy" % ref
+        rest = raw.path[raw.path.find(marker) + len(marker):]
+        url = "%s://%s%s%s%s" % (scheme or "http", host, ":" + port if port else "",
+                                 quote(unquote(rest), safe="/:@!$&'()*+,;=-._~") or "/", "?" + raw.query if raw.query else "")
+        return self._forward(method, url)
+
+    def _forward(self, method, url, with_body=True):
+        """One proxied request: plain HTTP (HTTPS unverified, as the API server's proxy transport), no
+        redirect followed, no environment proxy; the backend's status, Content-Type and body come back."""
+        raw = self._raw_body()
+        data = (raw or None) if with_body else None
+        req = urllib.request.Request(url, data=data, method=method)
+        for k, v in self.headers.items():
+            if k.lower() not in NOT_FORWARDED:
+                req.add_header(k, v)
+        req.add_header("X-Forwarded-For", self.client_address[0])
+        insecure = ssl.create_default_context()
+        insecure.check_hostname = False
+        insecure.verify_mode = ssl.CERT_NONE
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirect(), urllib.request.HTTPSHandler(context=insecure))
         try:
-            with urllib.request.urlopen(url, timeout=30) as answer:
-                return self._send(200, answer.read(), answer.headers.get("Content-Type", "text/plain"))
+            with opener.open(req, timeout=PROXY_TIMEOUT_S) as answer:
+                return self._send(answer.status, answer.read(), answer.headers.get("Content-Type", "text/plain"))
         except urllib.error.HTTPError as exc:
             return self._send(exc.code, exc.read(), exc.headers.get("Content-Type", "text/plain"))
         except OSError as exc:
-            raise ApiError(503, "ServiceUnavailable", "error trying to reach service: %s" % exc)
+            where = urlsplit(url).netloc
+            why = "connect: connection refused" if isinstance(getattr(exc, "reason", exc), ConnectionRefusedError) else str(exc)
+            raise ApiError(503, "ServiceUnavailable", "error trying to reach service: dial tcp %s: %s" % (where, why))
 
     def _list(self, rt, ns):
         lreq, freq = self._selectors(rt)

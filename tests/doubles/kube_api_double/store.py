@@ -22,6 +22,17 @@ SERVICE_CIDR = ipaddress.ip_network("10.43.0.0/16")   # k3s's default --service-
 # Kinds whose real objects carry no metadata.generation.
 NO_GENERATION = {"Namespace", "Node", "Service", "Pod", "PersistentVolumeClaim", "PersistentVolume", "Endpoints"}
 DEFAULT_NAMESPACES = ["default", "kube-system", "kube-public", "kube-node-lease"]
+# Of the API server's bootstrap RBAC policy only cluster-admin (the aggregated admin/edit/view and the
+# system:* roles are not made; discovery is allowed to every authenticated caller in rbac.py).
+_RBAC_DEFAULTS = {"labels": {"kubernetes.io/bootstrapping": "rbac-defaults"},
+                  "annotations": {"rbac.authorization.kubernetes.io/autoupdate": "true"}}
+DEFAULT_RBAC = [
+    {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": dict(_RBAC_DEFAULTS, name="cluster-admin"),
+     "rules": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}, {"nonResourceURLs": ["*"], "verbs": ["*"]}]},
+    {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": dict(_RBAC_DEFAULTS, name="cluster-admin"),
+     "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+     "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:masters"}]},
+]
 
 
 def now():
@@ -120,6 +131,8 @@ class Store:
             self._bootstrap(crd)
         for ns in DEFAULT_NAMESPACES:
             self._bootstrap({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+        for obj in DEFAULT_RBAC:
+            self._bootstrap(copy.deepcopy(obj))
         self.persist()
 
     # ------------------------------------------------------------------ types

@@ -22,9 +22,17 @@ What it imitates, and how faithfully:
   node path never overwritten: the pod Fails, reason NodePathConflict).
 - probes (startup, readiness, liveness; httpGet, tcpSocket, exec), restarts
   with the kubelet's back-off, restartCount/lastState, restartPolicy.
-- pod status through pods/status (merge patch, only when it changed): phase,
-  podIP/podIPs = hostIP = the node's address (every pod is hostNetwork-like),
-  startTime, conditions, containerStatuses; events for what a kubelet reports.
+- pod status through pods/status (a strategic merge patch, only when it
+  changed): phase, podIP/podIPs = hostIP = the node's address (every pod is
+  hostNetwork-like), startTime, containerStatuses (replaced whole), and only
+  the kubelet's own conditions (PodScheduled, PodReadyToStartContainers,
+  Initialized, ContainersReady, Ready), which merge by type: a condition
+  someone else sets (a readiness gate's) is never written back from a stale
+  copy. Ready as the kubelet's GeneratePodReadyCondition: containers ready
+  AND every spec.readinessGates condition "True" in the freshest pod the
+  agent holds (else False, reason ReadinessGatesNotReady, the kubelet's
+  message); ContainersReady ignores the gates. Events for what a kubelet
+  reports.
 - deletion: SIGTERM to each container's process group, SIGKILL after the grace
   period, then the final DELETE with gracePeriodSeconds=0.
 - admission: extended resources (nvidia.com/gpu) against the Node's

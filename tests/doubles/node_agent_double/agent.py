@@ -43,6 +43,26 @@ def terminal(pod):
     return (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
 
 
+# The conditions a kubelet owns and writes (kubetypes.PodConditionByKubelet). Others, a readiness gate's
+# above all, belong to whoever sets them through pods/status: the agent reads them, never writes them.
+KUBELET_CONDITIONS = ("PodScheduled", "PodReadyToStartContainers", "Initialized", "ContainersReady", "Ready")
+
+
+def readiness_gate_messages(pod):
+    """Why the pod's readiness gates keep it from Ready, worded as the kubelet's GeneratePodReadyCondition
+    (reason ReadinessGatesNotReady, messages joined by ", "); [] when every gate's condition is "True"."""
+    conds = {c.get("type"): c for c in (pod.get("status") or {}).get("conditions") or []}
+    out = []
+    for gate in (pod.get("spec") or {}).get("readinessGates") or []:
+        ctype = gate.get("conditionType")
+        c = conds.get(ctype)
+        if c is None:
+            out.append('corresponding condition of pod readiness gate "%s" does not exist.' % ctype)
+        elif c.get("status") != "True":
+            out.append('the status of pod readiness gate "%s" is not "True", but %s' % (ctype, c.get("status")))
+    return out
+
+
 class PodWorker(threading.Thread):
     def __init__(self, agent, pod):
         md = pod["metadata"]
@@ -223,37 +243,48 @@ class PodWorker(threading.Thread):
                 st["phase"] = "Running"
             else:
                 st["phase"] = "Pending"
-        ready = self.problem is None and bool(statuses) and all(s["ready"] for s in statuses)
+        containers_ready = self.problem is None and bool(statuses) and all(s["ready"] for s in statuses)
+        # Ready also needs every readiness gate's condition "True", read from the freshest pod the
+        # agent has (its last status write's answer or a newer list); ContainersReady ignores the gates.
+        gates = readiness_gate_messages(self.pod) if containers_ready else []
         want = {"PodScheduled": "True",
                 "PodReadyToStartContainers": "True" if self.sandbox_ready and self.problem is None else "False",
-                "Initialized": "True", "ContainersReady": "True" if ready else "False", "Ready": "True" if ready else "False"}
+                "Initialized": "True", "ContainersReady": "True" if containers_ready else "False",
+                "Ready": "True" if containers_ready and not gates else "False"}
         conds = []
         prev = {c["type"]: c for c in old.get("conditions") or []}
         for ctype, status in want.items():
             p = prev.get(ctype)
-            c = {"type": ctype, "status": status, "lastProbeTime": None,
+            if ctype == "PodScheduled" and p:
+                conds.append(p)
+                continue
+            # reason and message null when unset: the strategic merge patch must remove an old one.
+            c = {"type": ctype, "status": status, "lastProbeTime": None, "reason": None, "message": None,
                  "lastTransitionTime": p["lastTransitionTime"] if p and p.get("status") == status and p.get("lastTransitionTime") else now()}
             if status == "False" and ctype in ("Ready", "ContainersReady"):
-                not_ready = [s["name"] for s in statuses if not s["ready"]]
-                c["reason"] = "ContainersNotReady"
-                c["message"] = "containers with unready status: [%s]" % " ".join(not_ready)
-            if ctype == "PodScheduled" and p:
-                c = p
+                if not containers_ready:
+                    not_ready = [s["name"] for s in statuses if not s["ready"]]
+                    c["reason"] = "ContainersNotReady"
+                    c["message"] = "containers with unready status: [%s]" % " ".join(not_ready)
+                else:
+                    c["reason"] = "ReadinessGatesNotReady"
+                    c["message"] = ", ".join(gates)
             conds.append(c)
-        for ctype, p in prev.items():
-            if ctype not in want:
-                conds.append(p)
-        st["conditions"] = conds
+        st["conditions"] = conds   # the kubelet's own only: a gate's condition is never written back
         return st
 
     def write_status(self):
+        """PATCH pods/NAME/status as a strategic merge: conditions merge by type, so the patch carries only
+        the kubelet's and cannot undo a gate condition someone set since the agent last read the pod (a merge
+        patch would replace the whole list with the agent's possibly stale copy); containerStatuses are
+        replaced whole, as their real schema (atomic) says."""
         st = self.compose_status()
         cmp = copy.deepcopy(st)
         if cmp == self.last_written:
             return
         try:
             out = self.agent.client.request("PATCH", "/api/v1/namespaces/%s/pods/%s/status" % (self.ns, self.name), {"status": st},
-                                            ctype="application/merge-patch+json")
+                                            ctype="application/strategic-merge-patch+json")
         except ApiError as e:
             if e.code == 404:
                 self.gone.set()

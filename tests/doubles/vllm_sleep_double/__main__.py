@@ -28,6 +28,11 @@ def make_handler(state, served_name, api_key, hold_s):
         def log_message(self, *_args):
             pass
 
+        def _record(self, method):
+            state.log.append((method, self.path))
+            sys.stderr.write("vllm-sleep-double: %s %s\n" % (method, self.path))
+            sys.stderr.flush()
+
         def _send(self, code, body):
             data = json.dumps(body).encode() if body is not None else b""
             self.send_response(code)
@@ -43,7 +48,7 @@ def make_handler(state, served_name, api_key, hold_s):
 
         def do_GET(self):
             url = urlparse(self.path)
-            state.log.append(("GET", self.path))
+            self._record("GET")
             if url.path == "/health":
                 return self._send(200, None)
             if url.path == "/is_sleeping":
@@ -58,7 +63,7 @@ def make_handler(state, served_name, api_key, hold_s):
             url = urlparse(self.path)
             query = parse_qs(url.query)
             body = self._body()
-            state.log.append(("POST", self.path))
+            self._record("POST")
             with state.lock:
                 if url.path == "/sleep":
                     level = (query.get("level") or ["1"])[0]

@@ -264,11 +264,18 @@ def compile_stack(view, node_configs=None, hub=None, config_folder=None, tunable
         gpu = view["gpus"][spec["node"]]
         resident = sum(residual[s["name"]] for s in view["models"]
                        if s["name"] in residual and s["node"] == spec["node"] and s["name"] != spec["name"])
-        plan = plan_model(spec, shape, gpu, tunables, where, resident)
+        reload_reserve = 0
+        if levels.get(spec["name"]) == 2:
+            # What a level-2 wake's reload holds beyond the weights, while awake.
+            tun = dict(vram_planner.DEFAULT_TUNABLES, **model_tunables(spec, tunables))
+            reload_reserve = int(tun["sleep_reload_factor"] * vram_planner.weight_bytes(
+                shape, spec.get("dtype") or "auto", spec.get("quantization"), tun) / spec["tensor_parallel_size"])
+        plan = plan_model(spec, shape, gpu, tunables, where, resident + reload_reserve)
         plan["shape_source"] = source
         if spec["name"] in residual:
             plan["sleep_residual_bytes"] = residual[spec["name"]]
             plan["sleep_level"] = levels[spec["name"]]
+            plan["reload_reserve_bytes"] = reload_reserve
         active = runs_in_mode(spec, mode)
         service = spec["name"]
         models.append({

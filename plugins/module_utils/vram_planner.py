@@ -145,6 +145,12 @@ DEFAULT_TUNABLES = {
     # engine's RSS grew 6.3 GiB (Llama-3.1-8B AWQ, 5.5 GiB of weights) and
     # 10.4 GiB (Qwen2.5-7B AWQ, 5.4 GiB) on the H200 (vLLM 0.26.0, 2026-12-01).
     "sleep_host_factor": 2.0,
+    # A level-2 wake reloads the weights from disk (collective_rpc
+    # reload_weights), and the awake server then holds this much more per byte
+    # of weights than after a level-1 wake: +1.52 GiB (Qwen2.5-7B AWQ, 5.37
+    # GiB of weights) and +1.02 GiB (Llama-3.1-8B AWQ, 5.53 GiB) on the H200
+    # (vLLM 0.26.0, tests/gpu/results/switch_run1.json), held while awake.
+    "sleep_reload_factor": 0.29,
 }
 
 SHAPE_REQUIRED = ("num_layers", "num_attention_heads", "num_kv_heads", "head_dim", "hidden_size",

@@ -310,3 +310,16 @@ def test_bad_switch_settings_are_refused(model, message):
     with pytest.raises(SpecError) as info:
         view([model])
     assert message in str(info.value)
+
+
+def test_a_level_2_model_keeps_room_for_what_its_reload_holds():
+    """After a level-2 wake the server held 0.18-0.28 x its weights more than after a
+    level-1 wake (H200, switch_run1.json): planned on a card that much smaller."""
+    one = sm.compile_stack(view(sleep_pair(level=1)), config_folder=FIXTURES)["models"]
+    two = sm.compile_stack(view(sleep_pair(level=2)), config_folder=FIXTURES)["models"]
+    for a, b in zip(one, two):
+        reserve = b["plan"]["reload_reserve_bytes"]
+        assert a["plan"]["reload_reserve_bytes"] == 0
+        assert reserve == pytest.approx(0.29 * b["plan"]["weight_bytes"], rel=0.01)
+        assert b["plan"]["resident_bytes"] == a["plan"]["resident_bytes"] + reserve
+        assert b["plan"]["kv_cache_bytes"] < a["plan"]["kv_cache_bytes"] - 0.9 * reserve

@@ -76,7 +76,10 @@ class UrllibTransport(object):
 
 
 class ClientTransport(object):
-    """The same calls through a ``kubernetes`` ApiClient (the module, with its kubeconfig)."""
+    """The same calls through a ``kubernetes`` ApiClient's REST client (the module, with its
+    kubeconfig: a client certificate or a token). The REST client's request() is the one call
+    whose shape old and new releases of the client share; older ones raise ApiException on an
+    error status, newer ones return it."""
 
     def __init__(self, api_client):
         self.api_client = api_client
@@ -84,14 +87,22 @@ class ClientTransport(object):
     def request(self, method, path, body=None, ctype="application/json", timeout=30):
         from kubernetes.client.exceptions import ApiException
 
+        conf = self.api_client.configuration
+        headers = {"Accept": "application/json", "Content-Type": ctype}
+        bearer = (conf.auth_settings() or {}).get("BearerToken") or {}
+        if bearer.get("value"):
+            headers[bearer["key"]] = bearer["value"]
         try:
-            resp = self.api_client.call_api(
-                path, method, header_params={"Accept": "application/json", "Content-Type": ctype},
-                body=body, auth_settings=["BearerToken"], _preload_content=False, _request_timeout=timeout)
+            resp = self.api_client.rest_client.request(method, conf.host + path, headers=headers, body=body,
+                                                       _request_timeout=timeout)
         except ApiException as exc:
             raise KubeError(exc.status, _status_message(exc.body))
-        data = resp[0].data if isinstance(resp, tuple) else resp.data
-        return data.decode("utf-8", "replace")
+        if getattr(resp, "data", None) is None and hasattr(resp, "read"):
+            resp.read()
+        data = resp.data.decode("utf-8", "replace") if isinstance(resp.data, bytes) else (resp.data or "")
+        if resp.status >= 400:
+            raise KubeError(resp.status, _status_message(data))
+        return data
 
 
 def _cond(obj, ctype):

@@ -256,3 +256,19 @@ def test_the_gpu_mode_command(cluster, tmp_path):
     print("gpu-mode status took %.2f s:\n%s" % (took, out.stdout))
     bad = subprocess.run(cli + ["nope"], env=env, capture_output=True, text=True, timeout=30, check=False)
     assert bad.returncode == 2 and "'nope' is not a mode (modes: ml, r1, gaming)" in bad.stderr
+
+
+def test_the_module_through_its_kubeconfig(cluster):
+    """gpu_mode_switch (the kubernetes client's transport, the admin kubeconfig): check mode
+    reads and changes nothing; a switch to the mode the models are in changes nothing."""
+    kad = cluster["kad"]
+    PodIPs(kad).fix()
+    args = {"mode": "r1", "models": stack_models(), "namespace": NS, "awake_condition": GATE, "vllm_port": PORT,
+            "wait_s": 30}
+    checked = run_module(kad, "homelab.gpu_stack.gpu_mode_switch", args, check=True)
+    assert checked["changed"] is True, json.dumps(checked)[:3000]
+    assert [(s["name"], s["before"], s["arrive"]) for s in checked["steps"]] == [
+        ("chat", "awake", False), ("reason", "asleep", True)]
+    assert endpoints(cluster, "chat") == [NODES["node-a"]]
+    same = run_module(kad, "homelab.gpu_stack.gpu_mode_switch", dict(args, mode="ml"))
+    assert same["changed"] is False and same["events"] == [], same

@@ -116,6 +116,10 @@ def test_dashboards_select_what_the_scrape_jobs_label(deploy):
     for job in jobs.values():  # the labels the panels group by
         targets = {r.get("target_label") for r in job["relabel_configs"]}
         assert {"model", "node", "pod", "namespace"} <= targets
+    # A sleeping vLLM answers /metrics but is not Ready: "up" must mean serving (the mode rule).
+    ready = [r for r in jobs["gpu-stack-vllm"]["relabel_configs"]
+             if r.get("source_labels") == ["__meta_kubernetes_pod_ready"]]
+    assert ready == [{"action": "keep", "source_labels": ["__meta_kubernetes_pod_ready"], "regex": "true"}]
     # LiteLLM answers /metrics/ only with a key, read from a file (a mounted Secret).
     assert jobs["gpu-stack-litellm"]["authorization"]["credentials_file"].startswith("/etc/secrets/")
 

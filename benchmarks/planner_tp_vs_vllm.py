@@ -159,7 +159,7 @@ def vllm_weights(folder, dtype, tp):
     for proc in procs:
         proc.start()
     try:
-        results = sorted(queue.get(timeout=900) for _ in procs)
+        results = sorted(queue.get(timeout=900) for _proc in procs)
     finally:
         for proc in procs:
             proc.join(timeout=60)

@@ -117,8 +117,8 @@ def card_allowed(steps, slack_bytes=CARD_SLACK_BYTES):
         if any(s["arrive"] and s["before"] == AWAKE for s in here):
             out[node] = None
         else:
-            out[node] = slack_bytes + sum(s["residual_bytes"] for s in here
-                                               if s["switch"] == "sleep" and s.get("now", s["before"]) != STOPPED)
+            asleep = [s for s in here if s["switch"] == "sleep" and s.get("now", s["before"]) != STOPPED]
+            out[node] = slack_bytes + sum(s["residual_bytes"] for s in asleep)
     return out
 
 

@@ -33,7 +33,7 @@ from ansible_collections.homelab.gpu_stack.plugins.module_utils import gpu_switc
 try:  # Python 3; the command and the module both run on Python 3
     from urllib.error import HTTPError
     from urllib.parse import quote
-    from urllib.request import Request, urlopen
+    from urllib.request import HTTPSHandler, Request, build_opener
 except ImportError:  # pragma: no cover - Python 2 is not supported
     pass
 
@@ -61,7 +61,9 @@ class UrllibTransport(object):
     def __init__(self, server, token, ca_data=None):
         self.server = server.rstrip("/")
         self.token = token
-        self.context = ssl.create_default_context(cadata=ca_data) if ca_data else ssl.create_default_context()
+        context = ssl.create_default_context(cadata=ca_data) if ca_data else ssl.create_default_context()
+        # The command runs where Ansible is not installed: the standard library's opener, not open_url.
+        self.opener = build_opener(HTTPSHandler(context=context))
 
     def request(self, method, path, body=None, ctype="application/json", timeout=30):
         data = json.dumps(body).encode("utf-8") if body is not None else None
@@ -69,7 +71,7 @@ class UrllibTransport(object):
                       headers={"Authorization": "Bearer " + self.token, "Accept": "application/json",
                                "Content-Type": ctype})
         try:
-            with urlopen(req, timeout=timeout, context=self.context) as resp:
+            with self.opener.open(req, timeout=timeout) as resp:
                 return resp.read().decode("utf-8", "replace")
         except HTTPError as exc:
             raise KubeError(exc.code, _status_message(exc.read().decode("utf-8", "replace")))

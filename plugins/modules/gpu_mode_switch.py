@@ -86,7 +86,7 @@ options:
 notes:
   - Check mode reads the models' states and returns the steps without changing anything.
 author:
-  - homelab.gpu_stack contributors
+  - homelab.gpu_stack maintainers (@homelab)
 """
 
 EXAMPLES = r"""

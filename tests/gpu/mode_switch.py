@@ -111,7 +111,7 @@ class Server:
                 os.killpg(self.proc.pid, sig)
             except ProcessLookupError:
                 pass
-            for _ in range(120):
+            for _attempt in range(120):
                 if not group_members(self.proc.pid):
                     break
                 time.sleep(0.25)

@@ -95,9 +95,9 @@ def main():
         rendered = os.path.join(tmp, "rendered")
         proc = subprocess.run(
             [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "playbooks/render.yml",
-             "-i", inventory(tmp, configs, switch), "-e", json.dumps({"gpu_stack_render_dir": rendered,
-                                                              "gpu_stack_render_addons": False,
-                                                              "gpu_stack_render_gateway": False})],
+             "-i", inventory(tmp, configs, switch),
+             "-e", json.dumps({"gpu_stack_render_dir": rendered, "gpu_stack_render_addons": False,
+                               "gpu_stack_render_gateway": False})],
             cwd=ROOT, env=dict(os.environ, HF_HUB_OFFLINE="1"), capture_output=True, text=True, check=False)
         if proc.returncode:
             sys.exit("render.yml failed:\n" + (proc.stdout + proc.stderr)[-4000:])

@@ -237,8 +237,8 @@ def test_sleep_models_render_their_gate_dev_mode_and_the_gpu_mode_account(tmp_pa
     hosts["all"]["children"]["gpu_mode_hosts"] = {"hosts": {"nuc": None}}
     (inv / "hosts.yml").write_text(yaml.safe_dump(hosts))
     out = tmp_path / "out"
-    code, output = render(str(inv), out, extra={"vllm_ingress_enabled": True, "vllm_api_key": KEY,
-                                                 "gpu_addons_time_slicing_replicas": 2})
+    extra = {"vllm_ingress_enabled": True, "vllm_api_key": KEY, "gpu_addons_time_slicing_replicas": 2}
+    code, output = render(str(inv), out, extra=extra)
     assert code == 0, output[-3000:]
     objects = load_objects(out)
     validate_all(objects)

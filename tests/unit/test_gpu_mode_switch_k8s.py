@@ -204,8 +204,8 @@ def test_bring_up_then_switch_both_ways_with_the_gateway_first(cluster):
     assert endpoints(cluster, "chat") == [NODES["node-a"]] and endpoints(cluster, "reason") == []
 
     to_r1 = gs.switch(stack_models(), "r1", io)
-    assert [e[1:] for e in to_r1["events"]] == [("chat", "unrouted"), ("chat", "asleep"), ("reason", "awake"),
-                                               ("reason", "routed")]
+    assert [e[1:] for e in to_r1["events"]] == [
+        ("chat", "unrouted"), ("chat", "asleep"), ("reason", "awake"), ("reason", "routed")]
     assert endpoints(cluster, "chat") == [] and endpoints(cluster, "reason") == [NODES["node-b"]]
     # Level 2: the weights reloaded before the KV cache, through the pod proxy.
     calls = [line.split(" ", 2)[2] for line in (cluster["tmp"] / "reason.log").read_text().splitlines()

@@ -161,4 +161,3 @@ def test_the_plan_makes_tokens_of_its_kv_budget_as_vllm_does(name):
     assert plan["max_model_len"] <= plan["kv_cache_tokens"]
     args = vllm_args(spec, plan)
     assert args[args.index("--tensor-parallel-size") + 1] == str(fig["tp"])
-

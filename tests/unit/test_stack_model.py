@@ -290,8 +290,8 @@ def test_sleeping_neighbours_are_planned_around_and_the_kv_cache_is_pinned():
 
 def test_sleep_level_follows_the_nodes_memory():
     ram = {"nuc": 16 * 1024}
-    levels = [m["sleep_level"] for m in sm.compile_stack(view(sleep_pair()), config_folder=FIXTURES,
-                                                           host_ram_mib=ram)["models"]]
+    stack = sm.compile_stack(view(sleep_pair()), config_folder=FIXTURES, host_ram_mib=ram)
+    levels = [m["sleep_level"] for m in stack["models"]]
     assert levels == [2, 2]  # 2 x (2 x ~5.5 GiB) of parked weights > half of 16 GiB
     roomy = sm.compile_stack(view(sleep_pair()), config_folder=FIXTURES, host_ram_mib={"nuc": 64 * 1024})
     assert [m["sleep_level"] for m in roomy["models"]] == [1, 1]

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright: homelab.gpu_stack contributors
 # Apache License 2.0 (see LICENSE)
 """gpu-mode: switch the GPU mode and show what the card is doing, without the Ansible inventory.

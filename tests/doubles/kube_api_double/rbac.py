@@ -57,7 +57,7 @@ def request_attributes(method, path, query):
     """What RBAC is asked about a request: /api/v1/[namespaces/NS/]RESOURCE[/NAME[/SUBRESOURCE[/...]]]
     (and /apis/GROUP/VERSION/...) is a resource request, anything else (discovery too) a non-resource one
     whose verb is the lower-case method. Segments are read decoded, as Go's URL.Path holds them."""
-    segs = [s for s in unquote(path).strip("/").split("/")]
+    segs = list(unquote(path).strip("/").split("/"))
     segs = segs if segs != [""] else []
     other = Attributes(verb=method.lower(), path=path)
     if not segs or segs[0] not in ("api", "apis"):

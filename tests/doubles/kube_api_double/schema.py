@@ -300,9 +300,9 @@ LABEL_VALUE = r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?"
 
 def qualified_name_errors(key):
     """apimachinery's IsQualifiedName: [prefix/]name, the prefix a DNS-1123 subdomain."""
-    prefix, _, name = key.rpartition("/")
+    prefix, slash, name = key.rpartition("/")
     out = []
-    if "/" in prefix or (_ and not prefix):
+    if "/" in prefix or (slash and not prefix):
         return ["a qualified name must consist of alphanumeric characters, '-', '_' or '.', and must start and end "
                 "with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for "
                 "validation is '%s') with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"

@@ -61,20 +61,22 @@ class SwitchIO(object):
     """
 
 
-def plan_switch(models, mode):
-    """[{model, switch, level, arrive}] for the models of a stack model's ``models`` list.
+def runs_in_mode(spec, mode):
+    """The one rule for a mode (stack_model reads it from here too): a model with no modes runs in every mode."""
+    return not spec.get("modes") or mode in spec["modes"]
 
-    ``arrive``: the model runs in ``mode``. Leaving models first, in list order.
-    """
+
+def plan_switch(models, mode):
+    """One step per model of a stack model's ``models`` list: name, node, served_name, service,
+    switch, level, residual_bytes and ``arrive`` (it runs in ``mode``); leaving models first."""
     out = []
     for m in models:
         spec = m["spec"]
-        modes = spec.get("modes") or []
         out.append({"name": m["name"], "node": m["node"], "served_name": spec["served_name"],
                     "service": (m.get("service") or {}).get("name") or m["name"],
                     "switch": m.get("switch") or "scale", "level": m.get("sleep_level") or 1,
                     "residual_bytes": m["plan"].get("sleep_residual_bytes") or 0,
-                    "arrive": not modes or mode in modes})
+                    "arrive": runs_in_mode(spec, mode)})
     return sorted(out, key=lambda step: step["arrive"])
 
 

@@ -14,6 +14,7 @@ __metaclass__ = type
 
 import difflib
 
+from ansible_collections.homelab.gpu_stack.plugins.module_utils.gpu_switch import runs_in_mode
 from ansible_collections.homelab.gpu_stack.plugins.module_utils.model_spec import (
     DNS_LABEL, DNS_SUBDOMAIN, SpecError, collect_models, normalize_gpu, normalize_tiers, public, route_models)
 
@@ -116,7 +117,7 @@ def check_capacity(models, gpus, modes):
     for mode in modes:
         by_node = {}
         for model in models:
-            if not model["modes"] or mode in model["modes"]:
+            if runs_in_mode(model, mode):
                 by_node.setdefault(model["node"], []).append(model)
         for node, group in sorted(by_node.items()):
             want = sum(m["tensor_parallel_size"] for m in group)

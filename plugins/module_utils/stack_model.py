@@ -25,7 +25,7 @@ __metaclass__ = type
 import json
 import re
 
-from ansible_collections.homelab.gpu_stack.plugins.module_utils import model_config, vram_planner
+from ansible_collections.homelab.gpu_stack.plugins.module_utils import gpu_switch, model_config, vram_planner
 from ansible_collections.homelab.gpu_stack.plugins.module_utils.model_spec import SpecError, tier_chain
 
 VLLM_PORT = 8000
@@ -70,9 +70,9 @@ def selector(component, instance=None):
     return out
 
 
-def runs_in_mode(model, mode):
-    """A model with no modes runs in every mode (as preflight's capacity check counts it)."""
-    return not model.get("modes") or mode in model["modes"]
+# A model with no modes runs in every mode (as preflight's capacity check counts it);
+# defined with the switch path, which the gpu-mode command carries without this module.
+runs_in_mode = gpu_switch.runs_in_mode
 
 
 def node_names(hosts, k3s_node_names, overrides=None):

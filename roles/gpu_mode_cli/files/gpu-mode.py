@@ -84,7 +84,7 @@ def status(table, io):
         states[step["name"]] = io.state(step)
     awake = set(n for n, s in states.items() if s == gpu_switch.AWAKE)
     active = [mode for mode in table["modes"]
-              if set(m["name"] for m in table["models"] if not m["spec"]["modes"] or mode in m["spec"]["modes"]) == awake]
+              if set(m["name"] for m in table["models"] if gpu_switch.runs_in_mode(m["spec"], mode)) == awake]
     print("GPU mode: %s" % (active[0] if active else "none matches (%s awake)" % (", ".join(sorted(awake)) or "nothing")))
     for m in table["models"]:
         state = states[m["name"]]

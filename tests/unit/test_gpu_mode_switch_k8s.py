@@ -13,6 +13,7 @@ Every process is stopped by PID at the end, whatever the outcome."""
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -30,11 +31,26 @@ from ansible_collections.homelab.gpu_stack.plugins.module_utils.gpu_switch_k8s i
 
 ROOT = Path(__file__).resolve().parents[2]
 NS = "llm"
-PORT = 18000
 GATE = "gpu-stack.homelab/awake"
 # Two loopback addresses, one per node: the API server's proxy refuses a
 # loopback pod address unless it is the node's own (the double's one exception).
 NODES = {"node-a": "127.0.0.2", "node-b": "127.0.0.3"}
+
+
+def _port_free_on_both():
+    """The pods' port: one both sleep doubles can bind (each xdist worker runs its own cluster)."""
+    while True:
+        with socket.socket() as a, socket.socket() as b:
+            a.bind((NODES["node-a"], 0))
+            port = a.getsockname()[1]
+            try:
+                b.bind((NODES["node-b"], port))
+            except OSError:
+                continue
+            return port
+
+
+PORT = _port_free_on_both()
 MODELS = [("chat", "node-a", ["ml"], 1), ("reason", "node-b", ["r1"], 2)]
 
 
@@ -262,7 +278,7 @@ def test_the_module_through_its_kubeconfig(cluster):
     """gpu_mode_switch (the kubernetes client's transport, the admin kubeconfig): check mode
     reads and changes nothing; a switch to the mode the models are in changes nothing."""
     kad = cluster["kad"]
-    PodIPs(kad).fix()
+    gs.switch(stack_models(), "ml", DoubleIO(cluster))  # xdist may run this test first, in its own cluster
     args = {"mode": "r1", "models": stack_models(), "namespace": NS, "awake_condition": GATE, "vllm_port": PORT,
             "wait_s": 30}
     checked = run_module(kad, "homelab.gpu_stack.gpu_mode_switch", args, check=True)

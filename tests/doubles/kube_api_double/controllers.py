@@ -13,6 +13,10 @@ import threading
 import time
 import traceback
 
+# The kubelet's Ready rule is kept by the kubelet double (node_agent_double),
+# which sits beside this package wherever it runs (the same PYTHONPATH).
+from node_agent_double.podspec import readiness_gate_messages
+
 from .schema import parse_quantity, quantities
 from .selectors import label_selector_matches
 from .store import ApiError, now, rand_suffix
@@ -41,22 +45,6 @@ def pod_ready(p):
 # The pod conditions a kubelet writes (kubetypes.PodConditionByKubelet); any other type (a readiness
 # gate's) belongs to whoever sets it through pods/status, and a kubelet never writes it.
 KUBELET_CONDITIONS = ("PodScheduled", "PodReadyToStartContainers", "Initialized", "ContainersReady", "Ready")
-
-
-def readiness_gate_messages(pod):
-    """Why the pod's readiness gates keep it from Ready, as the kubelet's GeneratePodReadyCondition
-    words it (reason ReadinessGatesNotReady, the messages joined by ", "); [] when every gate's
-    condition is "True"."""
-    conds = {c.get("type"): c for c in (pod.get("status") or {}).get("conditions") or []}
-    out = []
-    for gate in (pod.get("spec") or {}).get("readinessGates") or []:
-        ctype = gate.get("conditionType")
-        c = conds.get(ctype)
-        if c is None:
-            out.append('corresponding condition of pod readiness gate "%s" does not exist.' % ctype)
-        elif c.get("status") != "True":
-            out.append('the status of pod readiness gate "%s" is not "True", but %s' % (ctype, c.get("status")))
-    return out
 
 
 def terminating(o):

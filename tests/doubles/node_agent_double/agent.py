@@ -11,7 +11,7 @@ import traceback
 from . import podspec
 from .api import ApiError
 from .images import MissingSetting
-from .podspec import PodProblem
+from .podspec import PodProblem, readiness_gate_messages
 from .runtime import Launch, Runner, group_alive, now, proc_start_time
 from .volumes import Mounts
 
@@ -46,21 +46,6 @@ def terminal(pod):
 # The conditions a kubelet owns and writes (kubetypes.PodConditionByKubelet). Others, a readiness gate's
 # above all, belong to whoever sets them through pods/status: the agent reads them, never writes them.
 KUBELET_CONDITIONS = ("PodScheduled", "PodReadyToStartContainers", "Initialized", "ContainersReady", "Ready")
-
-
-def readiness_gate_messages(pod):
-    """Why the pod's readiness gates keep it from Ready, worded as the kubelet's GeneratePodReadyCondition
-    (reason ReadinessGatesNotReady, messages joined by ", "); [] when every gate's condition is "True"."""
-    conds = {c.get("type"): c for c in (pod.get("status") or {}).get("conditions") or []}
-    out = []
-    for gate in (pod.get("spec") or {}).get("readinessGates") or []:
-        ctype = gate.get("conditionType")
-        c = conds.get(ctype)
-        if c is None:
-            out.append('corresponding condition of pod readiness gate "%s" does not exist.' % ctype)
-        elif c.get("status") != "True":
-            out.append('the status of pod readiness gate "%s" is not "True", but %s' % (ctype, c.get("status")))
-    return out
 
 
 class PodWorker(threading.Thread):

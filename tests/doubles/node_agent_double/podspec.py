@@ -293,3 +293,19 @@ def passwd_view(image, uid, root):
         os.chmod(p, 0o644)
         files.append(p)
     return tuple(files)
+
+
+def readiness_gate_messages(pod):
+    """Why the pod's readiness gates keep it from Ready, worded as the kubelet's GeneratePodReadyCondition
+    (reason ReadinessGatesNotReady, messages joined by ", "); [] when every gate's condition is "True".
+    The kubelet's rule: the API double's --fake-kubelet reads it from here too."""
+    conds = {c.get("type"): c for c in (pod.get("status") or {}).get("conditions") or []}
+    out = []
+    for gate in (pod.get("spec") or {}).get("readinessGates") or []:
+        ctype = gate.get("conditionType")
+        c = conds.get(ctype)
+        if c is None:
+            out.append('corresponding condition of pod readiness gate "%s" does not exist.' % ctype)
+        elif c.get("status") != "True":
+            out.append('the status of pod readiness gate "%s" is not "True", but %s' % (ctype, c.get("status")))
+    return out

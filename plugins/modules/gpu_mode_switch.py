@@ -135,24 +135,14 @@ said:
   elements: str
 """
 
-import traceback
-
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.homelab.gpu_stack.plugins.module_utils import gpu_switch
 from ansible_collections.homelab.gpu_stack.plugins.module_utils.gpu_switch_k8s import (
     ClientTransport,
     KubeError,
     KubeSwitchIO,
 )
-from ansible_collections.homelab.gpu_stack.plugins.module_utils.k8s_gpu import AUTH_ARG_SPEC, CapacityError, make_api_client
-
-try:
-    import kubernetes  # noqa: F401 pylint: disable=unused-import
-    HAS_K8S = True
-    K8S_IMPORT_ERROR = None
-except ImportError:
-    HAS_K8S = False
-    K8S_IMPORT_ERROR = traceback.format_exc()
+from ansible_collections.homelab.gpu_stack.plugins.module_utils.k8s_gpu import CapacityError, make_api_client
+from ansible_collections.homelab.gpu_stack.plugins.module_utils.k8s_module import k8s_module
 
 PHASES = {"away": ("away",), "back": ("back",), "all": gpu_switch.PHASES}
 
@@ -169,10 +159,7 @@ def main():
         "wait_s": {"type": "float", "default": 900.0},
         "card_idle_mib": {"type": "int", "default": 1024},
     }
-    argument_spec.update(AUTH_ARG_SPEC)
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    if not HAS_K8S:
-        module.fail_json(msg=missing_required_lib("kubernetes"), exception=K8S_IMPORT_ERROR)
+    module = k8s_module(argument_spec)
     p = module.params
     slack = p["card_idle_mib"] * 2 ** 20
     try:

@@ -109,25 +109,14 @@ elapsed:
   type: float
 """
 
-import traceback
-
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.homelab.gpu_stack.plugins.module_utils.k8s_gpu import (
-    AUTH_ARG_SPEC,
     CapacityError,
     make_api_client,
     node_reader,
     normalize_nodes,
     wait_for_capacity,
 )
-
-try:
-    import kubernetes  # noqa: F401 pylint: disable=unused-import
-    HAS_K8S = True
-    K8S_IMPORT_ERROR = None
-except ImportError:
-    HAS_K8S = False
-    K8S_IMPORT_ERROR = traceback.format_exc()
+from ansible_collections.homelab.gpu_stack.plugins.module_utils.k8s_module import k8s_module
 
 
 def main():
@@ -138,10 +127,7 @@ def main():
         "timeout": {"type": "int", "default": 300},
         "poll": {"type": "int", "default": 5},
     }
-    argument_spec.update(AUTH_ARG_SPEC)
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    if not HAS_K8S:
-        module.fail_json(msg=missing_required_lib("kubernetes"), exception=K8S_IMPORT_ERROR)
+    module = k8s_module(argument_spec)
 
     params = module.params
     try:

@@ -75,22 +75,11 @@ error:
   type: str
 """
 
-import traceback
-
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.homelab.gpu_stack.plugins.module_utils.k8s_gpu import (
-    AUTH_ARG_SPEC,
     CapacityError,
     make_api_client,
 )
-
-try:
-    import kubernetes  # noqa: F401 pylint: disable=unused-import
-    HAS_K8S = True
-    K8S_IMPORT_ERROR = None
-except ImportError:
-    HAS_K8S = False
-    K8S_IMPORT_ERROR = traceback.format_exc()
+from ansible_collections.homelab.gpu_stack.plugins.module_utils.k8s_module import k8s_module
 
 
 def read(api_client, namespace, name, port, path):
@@ -115,10 +104,7 @@ def main():
         "port": {"type": "str", "default": "http"},
         "path": {"type": "str", "default": "metrics"},
     }
-    argument_spec.update(AUTH_ARG_SPEC)
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    if not HAS_K8S:
-        module.fail_json(msg=missing_required_lib("kubernetes"), exception=K8S_IMPORT_ERROR)
+    module = k8s_module(argument_spec)
     params = module.params
     try:
         client = make_api_client(params)

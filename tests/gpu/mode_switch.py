@@ -22,7 +22,6 @@ Usage: python3 mode_switch.py JOBS.json OUTDIR [ROUNDS]
 """
 import json
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -35,7 +34,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(os.environ.get("GPUSTACK_ROOT", os.getcwd()), "plugins", "module_utils"))
 
 import gpu_switch  # noqa: E402  the collection's module_utils, imported by path
-from serve_matrix import cuda_total_bytes, group_members, parse_log  # noqa: E402
+from serve_matrix import cuda_total_bytes, group_members, parse_log, stop_group  # noqa: E402
 
 MIB = 2 ** 20
 T0 = time.time()
@@ -106,16 +105,7 @@ class Server:
     def stop(self):
         if self.proc is None:
             return
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.killpg(self.proc.pid, sig)
-            except ProcessLookupError:
-                pass
-            for _attempt in range(120):
-                if not group_members(self.proc.pid):
-                    break
-                time.sleep(0.25)
-        self.proc.wait(timeout=30)
+        stop_group(self.proc)
         self.proc = None
         self.logf.close()
 

@@ -72,6 +72,35 @@ def group_members(pgid):
     return members
 
 
+def stop_group(proc):
+    """Stop a server started with start_new_session: SIGTERM, then SIGKILL; then the whole
+    group, since engine-core children may outlive the API server, until none is left (its
+    GPU memory is back only then)."""
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        for _attempt in range(60):
+            if proc.poll() is not None:
+                break
+            time.sleep(0.25)
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait(timeout=30)
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    for _attempt in range(120):
+        if not group_members(proc.pid):
+            break
+        time.sleep(0.25)
+
+
 PATTERNS = {
     "available_kv_gib": (r"Available KV cache memory: ([\d.]+) GiB", float),
     "kv_tokens": (r"GPU KV cache size: ([\d,]+) tokens", lambda s: int(s.replace(",", ""))),
@@ -206,32 +235,8 @@ class Job:
         return self.proc is not None and self.proc.poll() is None
 
     def stop(self):
-        if self.alive():
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            for _attempt in range(60):
-                if self.proc.poll() is not None:
-                    break
-                time.sleep(0.25)
-            if self.proc.poll() is None:
-                try:
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                self.proc.wait(timeout=30)
-        # Engine-core children may outlive the API server: kill the whole group and
-        # wait until none is left, so its GPU memory is back before the next window.
         if self.proc is not None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            for _attempt in range(120):
-                if not group_members(self.proc.pid):
-                    break
-                time.sleep(0.25)
+            stop_group(self.proc)
         if not self.logf.closed:
             self.logf.close()
 

@@ -10,7 +10,7 @@ kubeconfig), the command's plain urllib with the ServiceAccount token the
 collection wrote (the machines it runs on need no Python packages).
 
 What each call needs from RBAC is what the gpu-mode Role grants
-(roles/gpu_mode/templates/rbac.yaml.j2): deployments get/list, deployments/scale
+(roles/gpu_mode_cli/templates/objects.yaml.j2): deployments get/list, deployments/scale
 get/patch, pods get/list/delete, pods/status patch, pods/proxy get/create,
 endpoints get, the gpu-modes ConfigMap get.
 

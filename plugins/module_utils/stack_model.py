@@ -194,9 +194,9 @@ def sleep_levels(models, shapes, where, host_ram_mib=None, tunables=None):
     out = {}
     for node in sorted(set(m["node"] for m in models if m.get("switch") == "sleep")):
         here = [m for m in models if m["node"] == node and m.get("switch") == "sleep"]
-        factor = dict(vram_planner.DEFAULT_TUNABLES, **(tunables or {}))["sleep_host_factor"]
-        need = dict((m["name"], factor * vram_planner.weight_bytes(
-            shapes[m["name"]], m.get("dtype") or "auto", m.get("quantization")) / vram_planner.MIB) for m in here)
+        need = dict((m["name"], vram_planner.sleep_host_bytes(
+            shapes[m["name"]], m.get("dtype") or "auto", m.get("quantization"), **model_tunables(m, tunables))
+            / vram_planner.MIB) for m in here)
         ram = host_ram_mib.get(node)
         asked = [m for m in here if m.get("sleep_level") == 1]
         if ram and asked and sum(need[m["name"]] for m in asked) > ram / 2:
@@ -264,12 +264,9 @@ def compile_stack(view, node_configs=None, hub=None, config_folder=None, tunable
         gpu = view["gpus"][spec["node"]]
         resident = sum(residual[s["name"]] for s in view["models"]
                        if s["name"] in residual and s["node"] == spec["node"] and s["name"] != spec["name"])
-        reload_reserve = 0
-        if levels.get(spec["name"]) == 2:
-            # What a level-2 wake's reload holds beyond the weights, while awake.
-            tun = dict(vram_planner.DEFAULT_TUNABLES, **model_tunables(spec, tunables))
-            reload_reserve = int(tun["sleep_reload_factor"] * vram_planner.weight_bytes(
-                shape, spec.get("dtype") or "auto", spec.get("quantization"), tun) / spec["tensor_parallel_size"])
+        reload_reserve = 0 if levels.get(spec["name"]) != 2 else vram_planner.sleep_reload_bytes(
+            shape, spec.get("dtype") or "auto", spec.get("quantization"), spec["tensor_parallel_size"],
+            **model_tunables(spec, tunables))
         plan = plan_model(spec, shape, gpu, tunables, where, resident + reload_reserve)
         plan["shape_source"] = source
         if spec["name"] in residual:

@@ -314,14 +314,39 @@ def activation_bytes(shape, max_num_batched_tokens, max_num_seqs, act_dtype,
     return int(max(warm, cold))
 
 
+def _non_torch_bytes(tensor_parallel_size, tun):
+    return int((tun["non_torch_mib"] + (tun["non_torch_tp_mib"] if int(tensor_parallel_size or 1) > 1 else 0)) * MIB)
+
+
+def _cudagraph_bytes(shape, tun):
+    return 0 if tun["enforce_eager"] else int(
+        (tun["cudagraph_base_mib"] + tun["cudagraph_per_layer_mib"] * shape["num_layers"]) * MIB)
+
+
+def _tunables(tunables):
+    return dict(DEFAULT_TUNABLES, **dict((k, v) for k, v in tunables.items() if k in DEFAULT_TUNABLES))
+
+
 def sleep_residual_bytes(shape, tensor_parallel_size=1, **tunables):
     """What the model keeps on each of its GPUs while asleep (any level): the CUDA
     context, the CUDA-graph pool and the non-torch buffers; vLLM frees the
     weights and the KV cache."""
-    tun = dict(DEFAULT_TUNABLES, **dict((k, v) for k, v in tunables.items() if k in DEFAULT_TUNABLES))
-    cudagraph = 0 if tun["enforce_eager"] else tun["cudagraph_base_mib"] + tun["cudagraph_per_layer_mib"] * shape["num_layers"]
-    non_torch = tun["non_torch_mib"] + (tun["non_torch_tp_mib"] if int(tensor_parallel_size or 1) > 1 else 0)
-    return int((tun["cuda_context_mib"] + cudagraph + non_torch + tun["sleep_residual_extra_mib"]) * MIB)
+    tun = _tunables(tunables)
+    return (int((tun["cuda_context_mib"] + tun["sleep_residual_extra_mib"]) * MIB)
+            + _cudagraph_bytes(shape, tun) + _non_torch_bytes(tensor_parallel_size, tun))
+
+
+def sleep_host_bytes(shape, dtype="auto", quantization=None, **tunables):
+    """Host memory a level-1 sleep parks the model's weights in (sleep_host_factor, measured)."""
+    tun = _tunables(tunables)
+    return int(tun["sleep_host_factor"] * weight_bytes(shape, dtype, quantization, tun))
+
+
+def sleep_reload_bytes(shape, dtype="auto", quantization=None, tensor_parallel_size=1, **tunables):
+    """What a level-2 wake's reload holds on each GPU beyond the weights, while awake
+    (sleep_reload_factor of the GPU's weights, measured)."""
+    tun = _tunables(tunables)
+    return int(tun["sleep_reload_factor"] * weight_bytes_per_gpu(shape, dtype, quantization, tensor_parallel_size, tun))
 
 
 def _round_down(value, multiple):
@@ -407,9 +432,8 @@ def _plan(shape, vram_mib, dtype="auto", quantization=None, context_length="auto
     weights = weight_bytes_per_gpu(shape, dtype, quantization, tp, tun)
     bpt = kv_bytes_per_token(shape, dtype, quantization, tp, tun["kv_cache_dtype"])
     batched = tun["max_num_batched_tokens"] or default_max_num_batched_tokens(cuda_mib)
-    non_torch = int((tun["non_torch_mib"] + (tun["non_torch_tp_mib"] if tp > 1 else 0)) * MIB)
-    cudagraph = 0 if tun["enforce_eager"] else int(
-        (tun["cudagraph_base_mib"] + tun["cudagraph_per_layer_mib"] * shape["num_layers"]) * MIB)
+    non_torch = _non_torch_bytes(tp, tun)
+    cudagraph = _cudagraph_bytes(shape, tun)
 
     if tun["gpu_memory_utilization"]:
         util = float(tun["gpu_memory_utilization"])

@@ -24,7 +24,7 @@ CONFIG = os.environ.get("GPU_MODE_CONFIG", "/etc/gpu-stack/gpu-mode.json")
 HERE = os.path.dirname(os.path.realpath(__file__))
 sys.path.insert(0, os.path.join(HERE, "python"))
 
-from ansible_collections.homelab.gpu_stack.plugins.module_utils import gpu_switch  # noqa: E402
+from ansible_collections.homelab.gpu_stack.plugins.module_utils import gpu, gpu_switch  # noqa: E402
 from ansible_collections.homelab.gpu_stack.plugins.module_utils.gpu_switch_k8s import (  # noqa: E402
     KubeError, KubeSwitchIO, UrllibTransport)
 
@@ -42,12 +42,14 @@ def nvidia_smi_apps():
 
 
 def card_used_bytes():
+    """Memory in use on this machine's GPUs, read as gpu_facts reads it; None without a readable nvidia-smi."""
+    def run(argv):
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
+        return proc.returncode, proc.stdout, proc.stderr
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
-                             capture_output=True, text=True, timeout=10, check=True).stdout
-    except (OSError, subprocess.SubprocessError):
+        return gpu.gather(run, "nvidia-smi")[1]["memory_used_mib"] * 2 ** 20
+    except (OSError, subprocess.SubprocessError, gpu.GpuQueryError):
         return None
-    return sum(int(x) for x in out.split()) * 2 ** 20
 
 
 class CommandIO(KubeSwitchIO):

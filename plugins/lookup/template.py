@@ -19,30 +19,54 @@ description:
     and no other delimiters; the collection's templates use none of them.
 author:
   - homelab.gpu_stack maintainers (@homelab)
+  - With O(yaml=true) the text is parsed as YAML here and the data returned, as plain values
+    (what C(from_yaml) returns carries each value's origin, which every later task copying the
+    objects pays for).
 options:
   _terms:
     description: Template files, relative to a C(templates) folder in the search path.
     required: true
+  yaml:
+    description: Return the rendered text parsed as YAML (one document) instead of the text.
+    type: bool
+    default: false
 """
 
 EXAMPLES = r"""
 - name: Build the objects of every model
   ansible.builtin.set_fact:
-    vllm_objects: "{{ lookup('homelab.gpu_stack.template', 'objects.yaml.j2') | from_yaml }}"
+    vllm_objects: "{{ lookup('homelab.gpu_stack.template', 'objects.yaml.j2', yaml=true) }}"
 """
 
 RETURN = r"""
 _raw:
-  description: The rendered text of each file.
+  description: The rendered text of each file, or its data with O(yaml=true).
   type: list
-  elements: str
+  elements: raw
 """
 
 import os
 
+import yaml
+
 from ansible.errors import AnsibleError
 from ansible.plugins.lookup import LookupBase
 from ansible.template import trust_as_template
+
+
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+    """Safe YAML (libyaml's parser where PyYAML has it) that refuses a key twice in
+    one mapping, where a template bug would otherwise lose a value silently."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _value in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, "the key %r appears twice in one mapping" % (key,), key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 class LookupModule(LookupBase):
@@ -64,5 +88,11 @@ class LookupModule(LookupBase):
             # values are the run's, read and never written.
             templar = self._templar.copy_with_new_env(available_variables=dict(variables), searchpath=searchpath)
             text = trust_as_template(self._loader.get_text_file_contents(path))
-            rendered.append(templar.template(text, escape_backslashes=False))
+            text = templar.template(text, escape_backslashes=False)
+            if self.get_option("yaml"):
+                try:
+                    text = yaml.load(str(text), Loader=_Loader)
+                except yaml.YAMLError as exc:
+                    raise AnsibleError("%s rendered into invalid YAML: %s" % (term, exc))
+            rendered.append(text)
         return rendered

@@ -113,7 +113,7 @@ def hub_lookup(endpoint=None, token=None, fetch=_fetch):
 
 def stack_model(view, node_configs=None, config_folder=None, hub=True, hub_endpoint=None, hub_token=None,
                 tunables=None, port=None, namespace=None, hosts=None, k3s_node_names=None, node_name_overrides=None,
-                host_ram_mib=None):
+                host_ram_mib=None, vllm_key=False):
     offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
     lookup = hub_lookup(hub_endpoint, hub_token or None) if hub and not offline else None
     port = sm.VLLM_PORT if port is None else port
@@ -125,7 +125,8 @@ def stack_model(view, node_configs=None, config_folder=None, hub=True, hub_endpo
         return sm.compile_stack(view, node_configs=node_configs, hub=lookup, config_folder=config_folder or None,
                                 tunables=tunables, port=int(port), namespace=namespace or "llm",
                                 names=sm.node_names(hosts or [], k3s_node_names, node_name_overrides),
-                                host_ram_mib=dict((h, int(m)) for h, m in (host_ram_mib or {}).items() if m))
+                                host_ram_mib=dict((h, int(m)) for h, m in (host_ram_mib or {}).items() if m),
+                                vllm_key=bool(vllm_key))
     except SpecError as exc:
         raise AnsibleFilterError(str(exc))
 

@@ -226,13 +226,14 @@ def _refusal(where, model, tried):
 
 
 def compile_stack(view, node_configs=None, hub=None, config_folder=None, tunables=None, port=VLLM_PORT,
-                  namespace="llm", names=None, host_ram_mib=None):
+                  namespace="llm", names=None, host_ram_mib=None, vllm_key=False):
     """The stack model of a normalised inventory ``view`` (inventory.check_inventory).
 
     ``node_configs``: {model name: {config, weight_bytes}} read on the nodes;
     ``hub``: (repo, revision) -> config dict or None (None: offline);
     ``config_folder``: gpu_stack_model_configs; ``names``: node_names();
-    ``host_ram_mib``: {host: MiB of memory} where facts were read (sleep levels).
+    ``host_ram_mib``: {host: MiB of memory} where facts were read (sleep levels);
+    ``vllm_key``: whether vLLM asks for a key (vllm_api_key set; the key itself stays out).
     Raises SpecError naming the model spec's path on a shape no source gives
     completely, or a model the card cannot hold.
     """
@@ -312,4 +313,7 @@ def compile_stack(view, node_configs=None, hub=None, config_folder=None, tunable
             # the device plugin's time-slicing replicas must cover them.
             "gpu_sharing": max([1] + [len([m for m in models if m["node"] == n["node"]])
                                       for n in models if n["switch"] == "sleep"]),
-            "models": models, "gateway": gateway, "awake_condition": AWAKE_CONDITION}
+            "models": models, "gateway": gateway, "awake_condition": AWAKE_CONDITION,
+            # A switch proves an arrival by a chat through the API's pod proxy,
+            # which carries no key of ours: where vLLM asks for one, by /health.
+            "chat_through_proxy": not vllm_key}

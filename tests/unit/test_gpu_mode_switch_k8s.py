@@ -81,13 +81,12 @@ def gpu_mode_objects():
     stack = {"labels": {"gpu-mode": {"app.kubernetes.io/name": "gpu-mode"}}, "namespace": NS, "mode": "ml",
              "modes": ["ml", "r1", "gaming"], "awake_condition": GATE, "vllm_port": PORT,
              "models": [dict(m, spec=dict(m["spec"]), plan=m["plan"]) for m in stack_models()],
-             "gateway": {"chains": {"chat": ["cpu", "cloud"], "reason": ["cpu", "cloud"]}}}
+             "gateway": {"chains": {"chat": ["cpu", "cloud"], "reason": ["cpu", "cloud"]}}, "chat_through_proxy": True}
     env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_STDOUT_CALLBACK="json",
                ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_NOCOLOR="1")
-    extra = {"gpu_mode_cli_stack": stack, "gpu_mode_cli_account": "gpu-mode", "gpu_mode_cli_configmap": "gpu-modes",
-             "vllm_api_key": ""}
+    extra = {"gpu_mode_cli_stack": stack, "gpu_mode_cli_account": "gpu-mode", "gpu_mode_cli_configmap": "gpu-modes"}
     proc = subprocess.run([str(Path(sys.executable).with_name("ansible")), "localhost", "-m", "ansible.builtin.debug",
-                           "-a", "msg={{ lookup('ansible.builtin.template', '%s') | from_yaml }}"
+                           "-a", "msg={{ lookup('homelab.gpu_stack.template', '%s', yaml=true) }}"
                            % (ROOT / "roles/gpu_mode_cli/templates/objects.yaml.j2"),
                            "-e", json.dumps(extra)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
     doc, _end = json.JSONDecoder().raw_decode(proc.stdout[proc.stdout.index("{"):])

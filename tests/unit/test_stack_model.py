@@ -185,6 +185,11 @@ def test_the_stack_model_holds_what_every_stage_reads_and_no_secret():
     assert stack["gateway"]["key_env"] == {"cloud": "LITELLM_TIER_CLOUD_API_KEY"}
     assert stack["gateway"]["chains"] == {"llama-8b": ["cloud"], "r1-distill-7b": ["cloud"]}
     assert "sk-cloud-secret" not in json.dumps(stack)
+    # Whether vLLM asks for a key is known, the key is not: a switch proves an
+    # arrival by a chat through the pod proxy only where none is asked for.
+    assert stack["chat_through_proxy"] is True
+    keyed = sm.compile_stack(view(example_models()), config_folder=FIXTURES, vllm_key=True)
+    assert keyed["chat_through_proxy"] is False
 
 
 def test_r1_distill_fits_the_cache_vllm_finds_on_the_nucs_rtx_3060():

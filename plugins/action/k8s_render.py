@@ -15,7 +15,7 @@ from ansible.errors import AnsibleActionFail
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.homelab.gpu_stack.plugins.module_utils.k8s_render import plan
+from ansible_collections.homelab.gpu_stack.plugins.plugin_utils.k8s_render import plan
 
 ARGUMENT_SPEC = dict(
     objects=dict(type="list", elements="dict", required=True),

@@ -17,11 +17,11 @@ description:
     only read the variables (what they build, they build in their own C(set) variables).
   - Unlike the builtin, no C(template_vars), no C(template_*) or C(ansible_managed) variables
     and no other delimiters; the collection's templates use none of them.
-author:
-  - homelab.gpu_stack maintainers (@homelab)
   - With O(yaml=true) the text is parsed as YAML here and the data returned, as plain values
     (what C(from_yaml) returns carries each value's origin, which every later task copying the
-    objects pays for).
+    objects pays for); a key twice in one mapping is refused.
+author:
+  - homelab.gpu_stack maintainers (@homelab)
 options:
   _terms:
     description: Template files, relative to a C(templates) folder in the search path.

@@ -7,7 +7,7 @@ import stat
 
 import pytest
 import yaml
-from ansible_collections.homelab.gpu_stack.plugins.module_utils.k8s_render import dump, file_names, plan
+from ansible_collections.homelab.gpu_stack.plugins.plugin_utils.k8s_render import dump, file_names, plan
 from playbook import run_playbook
 
 OBJ = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a", "namespace": "llm"}, "data": {"k": "v"}}

@@ -1,7 +1,8 @@
 # Copyright: homelab.gpu_stack contributors
 # Apache License 2.0 (see LICENSE)
 """The render folder's rule: one file per object, <kind lowercase>-<name>.yaml,
-rewritten only when its text or mode differs (the action k8s_render does the I/O)."""
+rewritten only when its text or mode differs. Pure: the action k8s_render
+(controller side, hence plugin_utils) reads and writes the files."""
 
 from __future__ import absolute_import, division, print_function
 
@@ -10,6 +11,7 @@ __metaclass__ = type
 import os
 
 import yaml
+
 
 def file_names(objects):
     """The file of each object, in order; ValueError on an incomplete object or two that share a file."""

@@ -7,6 +7,7 @@ import stat
 
 import pytest
 import yaml
+from ansible_collections.homelab.gpu_stack.plugins.filter.k8s_objects import k8s_objects_problem
 from ansible_collections.homelab.gpu_stack.plugins.plugin_utils.k8s_render import dump, file_names, plan
 from playbook import run_playbook
 
@@ -72,6 +73,9 @@ def test_file_names_refuse_incomplete_and_shared_files():
         file_names([OBJ, {"apiVersion": "v1", "kind": "Secret", "metadata": {}}])
     with pytest.raises(ValueError, match=r"objects\[0\] and objects\[1\] would both be written to configmap-a.yaml"):
         file_names([OBJ, OBJ])
+    # The k8s_objects role's check in apply mode is the same rule.
+    assert k8s_objects_problem([OBJ]) == ""
+    assert k8s_objects_problem([OBJ, OBJ]) == "objects[0] and objects[1] would both be written to configmap-a.yaml"
 
 
 def test_plan_writes_only_what_differs_and_formats_the_header(tmp_path):
@@ -126,10 +130,7 @@ def test_k8s_render_action_check_mode_then_write_then_no_change(tmp_path):
 
 
 def test_k8s_render_action_refuses_before_writing(tmp_path):
-    proc_text = None
-    try:
+    with pytest.raises(AssertionError) as failed:
         render(tmp_path, "bad", [OBJ, OBJ])
-    except AssertionError as exc:
-        proc_text = str(exc)
-    assert proc_text and "k8s_render: objects[0] and objects[1] would both be written to configmap-a.yaml" in proc_text
+    assert "k8s_render: objects[0] and objects[1] would both be written to configmap-a.yaml" in str(failed.value)
     assert not (tmp_path / "out").exists()

@@ -47,6 +47,7 @@ EXTRA_TO_TUNABLE = {
     "max-num-batched-tokens": "max_num_batched_tokens",
     "block-size": "block_size",
     "gpu-memory-utilization": "gpu_memory_utilization",
+    "max-cudagraph-capture-size": "sleep_cudagraph_capture_max",
 }
 # Flags the plan sets; an extra_args entry of the same name replaces ours.
 PLANNED_FLAGS = ("gpu-memory-utilization", "max-model-len", "max-num-seqs", "max-num-batched-tokens")
@@ -131,6 +132,9 @@ def vllm_args(model, plan, port=VLLM_PORT, host="0.0.0.0"):
         # non-torch figure (62,288 tokens planned 32,352 on the H200; vllm#40256):
         # the plan's KV budget is given outright.
         args += ["--enable-sleep-mode", "--kv-cache-memory-bytes", str(plan["kv_cache_bytes"])]
+        # The graphs stay on the card while the model sleeps (sleep_residual_bytes).
+        if not plan.get("enforce_eager") and "max-cudagraph-capture-size" not in extra:
+            args += ["--max-cudagraph-capture-size", str(plan["cudagraph_capture_max"])]
     for name in sorted(extra):
         args += _flag(name, extra[name])
     return args
@@ -272,6 +276,8 @@ def compile_stack(view, node_configs=None, hub=None, config_folder=None, tunable
         plan["shape_source"] = source
         if spec["name"] in residual:
             plan["sleep_residual_bytes"] = residual[spec["name"]]
+            plan["cudagraph_capture_max"] = vram_planner.sleep_cudagraph_capture_max(
+                **model_tunables(spec, tunables))
             plan["sleep_level"] = levels[spec["name"]]
             plan["reload_reserve_bytes"] = reload_reserve
         active = runs_in_mode(spec, mode)

@@ -146,9 +146,19 @@ DEFAULT_TUNABLES = {
     "auto_context_margin": 0.95,
     "min_context": 256,
     # --- sleep mode (switch: sleep, issue 14) -------------------------------
-    # What a model asleep keeps on its card: its CUDA context, CUDA graphs
-    # and non-torch buffers (the weights and KV cache go), plus this.
+    # What a model asleep keeps on its card: its CUDA context, its non-torch
+    # buffers and its CUDA graphs (the weights and KV cache go), plus this.
+    # The graphs kept grow with the batch sizes captured: one piecewise graph
+    # per size per layer and one between layers. On the H200 (vLLM 0.26.0,
+    # switch_run1) Llama-3.1-8B AWQ (13 sizes, 32 layers) kept 0.93 GiB and
+    # Qwen2.5-7B AWQ (27 sizes, 28 layers) 1.15 GiB: 0.64 MiB a graph.
     "sleep_residual_extra_mib": 0,
+    "sleep_graph_mib": 0.65,
+    # A sleep model captures batch sizes up to this (--max-cudagraph-capture-size):
+    # vLLM's default, twice max_num_seqs up to 512, kept 27 sizes on the
+    # Qwen model above; larger decode batches, rare on one home card, run
+    # without a graph.
+    "sleep_cudagraph_capture_max": 64,
     # Host memory a level-1 sleep takes per byte of weights on the card: the
     # engine's RSS grew 6.3 GiB (Llama-3.1-8B AWQ, 5.5 GiB of weights) and
     # 10.4 GiB (Qwen2.5-7B AWQ, 5.4 GiB) on the H200 (vLLM 0.26.0, 2026-12-01).
@@ -336,13 +346,32 @@ def _tunables(tunables):
     return dict(DEFAULT_TUNABLES, **dict((k, v) for k, v in tunables.items() if k in DEFAULT_TUNABLES))
 
 
+def cudagraph_capture_sizes(max_size, max_num_batched_tokens=None):
+    """The batch sizes vLLM captures CUDA graphs for, up to ``max_size`` (its rule:
+    1, 2, 4, multiples of 8 below 256, then of 16), none above the token budget."""
+    top = min(int(max_size), int(max_num_batched_tokens or max_size))
+    sizes = [s for s in [1, 2, 4] + list(range(8, 256, 8)) + list(range(256, 513, 16)) if s <= top]
+    if max_num_batched_tokens and int(max_num_batched_tokens) <= top and int(max_num_batched_tokens) not in sizes:
+        sizes.append(int(max_num_batched_tokens))
+    return sizes
+
+
 def sleep_residual_bytes(shape, tensor_parallel_size=1, **tunables):
     """What the model keeps on each of its GPUs while asleep (any level): the CUDA
-    context, the CUDA-graph pool and the non-torch buffers; vLLM frees the
-    weights and the KV cache."""
+    context, the non-torch buffers and the CUDA graphs of the sizes captured
+    up to sleep_cudagraph_capture_max (an upper bound: vLLM captures fewer
+    where max_num_seqs is small); vLLM frees the weights and the KV cache."""
     tun = _tunables(tunables)
-    return (int((tun["cuda_context_mib"] + tun["sleep_residual_extra_mib"]) * MIB)
-            + _cudagraph_bytes(shape, tun) + _non_torch_bytes(tensor_parallel_size, tun))
+    graphs = 0 if tun["enforce_eager"] else (
+        len(cudagraph_capture_sizes(tun["sleep_cudagraph_capture_max"], tun["max_num_batched_tokens"]))
+        * (shape["num_layers"] + 1))
+    return (int((tun["cuda_context_mib"] + tun["sleep_residual_extra_mib"] + tun["sleep_graph_mib"] * graphs) * MIB)
+            + _non_torch_bytes(tensor_parallel_size, tun))
+
+
+def sleep_cudagraph_capture_max(**tunables):
+    """The largest batch size a sleep model captures a CUDA graph for."""
+    return int(_tunables(tunables)["sleep_cudagraph_capture_max"])
 
 
 def sleep_host_bytes(shape, dtype="auto", quantization=None, **tunables):

@@ -22,6 +22,7 @@ Usage: python3 mode_switch.py JOBS.json OUTDIR [ROUNDS]
 """
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -37,6 +38,9 @@ import gpu_switch  # noqa: E402  the collection's module_utils, imported by path
 from serve_matrix import cuda_total_bytes, group_members, parse_log, stop_group  # noqa: E402
 
 MIB = 2 ** 20
+# vLLM's own lines on what the graphs and a sleep took (kept with the results).
+SAID = re.compile(r"Graph capturing finished|CUDA graph pool memory|Sleep mode freed|Capturing CUDA graphs|"
+                  r"cudagraph_capture_sizes|Reloading and processing weights took")
 T0 = time.time()
 
 
@@ -244,9 +248,9 @@ def main():
         # Cold: ml's model from nothing (a scale arrival), then r1 (the first sleep of ml's model).
         # site.yml's bring-up: r1's model starts and sleeps (its first sleep;
         # the card reading then is its residual alone), ml's starts cold beside it.
-        do("ml", "sleep", label="bring-up")
+        do("ml", "sleep", 1, "bring-up")
         # ml's model sleeps for the first time, r1's wakes: the first switch after a start.
-        do("r1", "sleep", label="first switch")
+        do("r1", "sleep", 1, "first switch")
         for i in range(rounds):
             do("ml", "sleep", 1, "level 1")
             do("r1", "sleep", 1, "level 1")
@@ -258,14 +262,19 @@ def main():
         for i in range(rounds):
             do("ml", "sleep", 2, "level 2")
             do("r1", "sleep", 2, "level 2")
-        # The scale path in the same run: everything stopped (the card read
-        # until empty), then each model started cold by its switch.
-        do("gaming", "scale", label="gaming by scale")
-        do("r1", "scale", label="scale (cold start)")
+        # The scale path in the same run: a scale model is never asleep, so
+        # both servers stop first (as their pods would be gone), then ml's
+        # model starts cold through its switch.
+        for srv in servers.values():
+            srv.stop()
+        do("ml", "scale", label="scale (cold start)")
         for name, srv in servers.items():
             found, _errors = parse_log(srv.log_path)
+            with open(srv.log_path, errors="replace") as fh:
+                said = [line.strip()[-240:] for line in fh if SAID.search(line)]
             results["kv"][name] = {"vllm_tokens": found.get("kv_tokens"),
-                                   "planned_tokens": next(j for j in jobs if j["name"] == name)["plan"]["kv_cache_tokens"]}
+                                   "planned_tokens": next(j for j in jobs if j["name"] == name)["plan"]["kv_cache_tokens"],
+                                   "vllm_said": said[-12:]}
         save()
     finally:
         for srv in servers.values():

@@ -41,9 +41,10 @@ PAIRS = [("qwen2.5-0.5b", "12gb"), ("qwen2.5-3b", "12gb"), ("qwen2.5-3b", "16gb"
 SWITCH_PAIR = [("llama-3.1-8b-awq", "12gb", "ml"), ("qwen2.5-7b-awq", "12gb", "r1")]
 
 
-def inventory(into, configs, switch=False):
+def inventory(into, configs, switch=False, level=None):
     """An inventory of one GPU worker per pair (inventories/local's tiers and modes), or
-    with ``switch`` one worker holding SWITCH_PAIR with switch: sleep."""
+    with ``switch`` one worker holding SWITCH_PAIR with switch: sleep (at sleep_level
+    ``level``, else the planner's choice)."""
     pairs = [(m, c) for m, c, _mode in SWITCH_PAIR] if switch else PAIRS
     hosts = dict(("gpu-%02d" % i, None) for i in range(1 if switch else len(pairs)))
     inv = os.path.join(into, "inventory")
@@ -66,9 +67,12 @@ def inventory(into, configs, switch=False):
             spec.update(quantization="awq_marlin", dtype="float16")
         specs.append((card, spec))
     if switch:
-        group_vars["gpu_stack_gpu_modes"] = ["ml", "r1", "gaming"]
+        # Both pods stay on the one card.
+        group_vars.update(gpu_stack_gpu_modes=["ml", "r1", "gaming"], gpu_addons_time_slicing_replicas=2)
         for (card, spec), (_m, _c, mode) in zip(specs, SWITCH_PAIR):
             spec.update(modes=[mode], switch="sleep")
+            if level:
+                spec["sleep_level"] = level
         placed = [("gpu-00", [spec for _card, spec in specs], specs[0][0])]
     else:
         placed = [(host, [spec], card) for host, (card, spec) in zip(hosts, specs)]
@@ -83,7 +87,14 @@ def inventory(into, configs, switch=False):
 
 def main():
     switch = "--switch" in sys.argv
+    # --level 2: the switch pair planned for sleep level 2 (each awake model
+    # keeps room for what its reload holds); levels 1 and 2 both run on it.
     argv = [a for a in sys.argv[1:] if a != "--switch"]
+    level = None
+    if "--level" in argv:
+        i = argv.index("--level")
+        level = int(argv[i + 1])
+        del argv[i:i + 2]
     out = argv[0] if argv else os.path.join(HERE, "jobs_switch.json" if switch else "jobs_role.json")
     pairs = [(m, c) for m, c, _mode in SWITCH_PAIR] if switch else PAIRS
     with tempfile.TemporaryDirectory() as tmp:
@@ -95,7 +106,7 @@ def main():
         rendered = os.path.join(tmp, "rendered")
         proc = subprocess.run(
             [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "playbooks/render.yml",
-             "-i", inventory(tmp, configs, switch),
+             "-i", inventory(tmp, configs, switch, level),
              "-e", json.dumps({"gpu_stack_render_dir": rendered, "gpu_stack_render_addons": False,
                                "gpu_stack_render_gateway": False})],
             cwd=ROOT, env=dict(os.environ, HF_HUB_OFFLINE="1"), capture_output=True, text=True, check=False)

@@ -121,7 +121,8 @@ def test_vllm_reads_our_values(parsed):
 
 
 def test_vllm_reads_the_sleep_mode_flags(parsed):
-    """switch: sleep's flags are vLLM's: sleep mode on, the plan's KV budget in bytes."""
+    """switch: sleep's flags are vLLM's: sleep mode on, the plan's KV budget in bytes,
+    the largest batch size captured."""
     lists, results = parsed
     sleepers = [label for label in lists if label.startswith("sleep:")]
     assert len(sleepers) == 2
@@ -130,6 +131,7 @@ def test_vllm_reads_the_sleep_mode_flags(parsed):
         got, argv = results[label]["args"], lists[label]
         assert got["enable_sleep_mode"] is True
         assert str(got["kv_cache_memory_bytes"]) == argv[argv.index("--kv-cache-memory-bytes") + 1]
+        assert str(got["max_cudagraph_capture_size"]) == argv[argv.index("--max-cudagraph-capture-size") + 1]
 
 
 def test_registered_names(parsed):

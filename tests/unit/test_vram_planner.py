@@ -255,3 +255,15 @@ def test_utilisation_tunables_are_shares_of_the_card(tunables, message):
     """Not "the card is too small": the message names the tunable."""
     with pytest.raises(vp.PlanError, match=re.escape(message)):
         vp.plan(LLAMA8, 12288, **tunables)
+
+
+def test_capture_sizes_follow_vllms_rule():
+    """vLLM 0.26's list (config/vllm.py, _set_cudagraph_sizes): 1, 2, 4, multiples of
+    8 below 256, then of 16, up to the cap and the token budget; the budget itself
+    is captured where it is under the cap and off the stride."""
+    assert vp.cudagraph_capture_sizes(64) == [1, 2, 4, 8, 16, 24, 32, 40, 48, 56, 64]
+    assert len(vp.cudagraph_capture_sizes(192)) == 27  # max_num_seqs 96: the Qwen model of switch_run1
+    assert len(vp.cudagraph_capture_sizes(80)) == 13   # max_num_seqs 40: the Llama model
+    assert len(vp.cudagraph_capture_sizes(512)) == 51
+    assert vp.cudagraph_capture_sizes(512, 300)[-2:] == [288, 300]
+    assert vp.cudagraph_capture_sizes(64, 2048)[-1] == 64

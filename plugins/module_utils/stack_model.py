@@ -147,6 +147,11 @@ def model_tunables(model, tunables=None):
         value = (model.get("extra_args") or {}).get(flag)
         if value is not None:
             tun[key] = value
+    if model.get("switch") == "sleep":
+        # Every batch a sleep model runs has its graph; its residual counts on it.
+        tun["max_num_seqs_cap"] = min(vram_planner.DEFAULT_TUNABLES["max_num_seqs_cap"]
+                                      if tun.get("max_num_seqs_cap") is None else tun["max_num_seqs_cap"],
+                                      vram_planner.sleep_cudagraph_capture_max(**tun))
     return tun
 
 

@@ -146,18 +146,23 @@ DEFAULT_TUNABLES = {
     "auto_context_margin": 0.95,
     "min_context": 256,
     # --- sleep mode (switch: sleep, issue 14) -------------------------------
-    # What a model asleep keeps on its card: its CUDA context, its non-torch
-    # buffers and its CUDA graphs (the weights and KV cache go), plus this.
-    # The graphs kept grow with the batch sizes captured: one piecewise graph
-    # per size per layer and one between layers. On the H200 (vLLM 0.26.0,
-    # switch_run1) Llama-3.1-8B AWQ (13 sizes, 32 layers) kept 0.93 GiB and
-    # Qwen2.5-7B AWQ (27 sizes, 28 layers) 1.15 GiB: 0.64 MiB a graph.
-    "sleep_residual_extra_mib": 0,
-    "sleep_graph_mib": 0.65,
-    # A sleep model captures batch sizes up to this (--max-cudagraph-capture-size):
-    # vLLM's default, twice max_num_seqs up to 512, kept 27 sizes on the
-    # Qwen model above; larger decode batches, rare on one home card, run
-    # without a graph.
+    # What a model asleep keeps on its card (the weights and KV cache go): its
+    # CUDA context and non-torch buffers, its CUDA graphs (one piecewise graph
+    # per captured size per layer and one between layers, one full graph per
+    # decode size up to max_num_seqs) and buffers of max_num_seqs x the
+    # vocabulary. Fitted on the H200 (vLLM 0.26.0) to the graph pools vLLM
+    # reported (0.11 / 0.14 GiB) and what the two sleeping servers kept in
+    # switch_run2 (Llama-3.1-8B AWQ 912 MiB, Qwen2.5-7B AWQ 992 MiB), it gives
+    # switch_run1's 948 / 1176 MiB within 27 MiB; the extra holds the fit's
+    # 40 MiB and a margin.
+    "sleep_residual_extra_mib": 64,
+    "sleep_graph_piece_mib": 0.21,
+    "sleep_full_graph_mib": 8,
+    "sleep_bytes_per_seq_logit": 8,
+    # A sleep model captures batch sizes up to this (--max-cudagraph-capture-size)
+    # and serves as many sequences at once: vLLM's default, twice max_num_seqs
+    # up to 512, captured 27 sizes for the Qwen model of switch_run1, which
+    # kept 1.15 GiB asleep.
     "sleep_cudagraph_capture_max": 64,
     # Host memory a level-1 sleep takes per byte of weights on the card: the
     # engine's RSS grew 6.3 GiB (Llama-3.1-8B AWQ, 5.5 GiB of weights) and
@@ -358,14 +363,19 @@ def cudagraph_capture_sizes(max_size, max_num_batched_tokens=None):
 
 def sleep_residual_bytes(shape, tensor_parallel_size=1, **tunables):
     """What the model keeps on each of its GPUs while asleep (any level): the CUDA
-    context, the non-torch buffers and the CUDA graphs of the sizes captured
-    up to sleep_cudagraph_capture_max (an upper bound: vLLM captures fewer
-    where max_num_seqs is small); vLLM frees the weights and the KV cache."""
+    context, the non-torch buffers, the CUDA graphs of the sizes captured up to
+    sleep_cudagraph_capture_max and the per-sequence vocabulary buffers. An
+    upper bound: it counts max_num_seqs at its cap (a sleep model's is at most
+    the capture size), and vLLM captures fewer full graphs below it."""
     tun = _tunables(tunables)
-    graphs = 0 if tun["enforce_eager"] else (
-        len(cudagraph_capture_sizes(tun["sleep_cudagraph_capture_max"], tun["max_num_batched_tokens"]))
-        * (shape["num_layers"] + 1))
-    return (int((tun["cuda_context_mib"] + tun["sleep_residual_extra_mib"] + tun["sleep_graph_mib"] * graphs) * MIB)
+    seqs = min(int(tun["max_num_seqs_cap"]), int(tun["sleep_cudagraph_capture_max"]))
+    graphs_mib = 0
+    if not tun["enforce_eager"]:
+        sizes = cudagraph_capture_sizes(tun["sleep_cudagraph_capture_max"], tun["max_num_batched_tokens"])
+        graphs_mib = (len(sizes) * (shape["num_layers"] + 1) * tun["sleep_graph_piece_mib"]
+                      + len([s for s in sizes if s <= seqs]) * tun["sleep_full_graph_mib"])
+    return (int((tun["cuda_context_mib"] + tun["sleep_residual_extra_mib"] + graphs_mib) * MIB)
+            + int(seqs * shape["vocab_size"] * tun["sleep_bytes_per_seq_logit"])
             + _non_torch_bytes(tensor_parallel_size, tun))
 
 

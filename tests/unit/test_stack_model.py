@@ -295,26 +295,26 @@ def test_sleeping_neighbours_are_planned_around_and_the_kv_cache_is_pinned():
 
 def test_a_sleep_model_captures_fewer_graphs_and_its_residual_counts_them():
     """The graphs stay on the card while a model sleeps: a sleep model captures batch
-    sizes up to sleep_cudagraph_capture_max (vLLM's default went to twice max_num_seqs,
-    27 sizes and 1.15 GiB asleep for the Qwen model on the H200), and its residual,
-    which every neighbour is planned around, counts what it captures."""
+    sizes up to sleep_cudagraph_capture_max and serves as many sequences (vLLM's
+    default went to twice max_num_seqs: 27 sizes and 1.15 GiB asleep for the Qwen
+    model on the H200), and its residual, which every neighbour is planned around,
+    counts what it keeps: at least what the pair kept in switch_run2."""
     stack = sm.compile_stack(view(sleep_pair()), config_folder=FIXTURES)["models"]
     wide = sm.compile_stack(view(sleep_pair(extra_args={"max-cudagraph-capture-size": 256})),
                             config_folder=FIXTURES)["models"]
     eager = sm.compile_stack(view(sleep_pair(extra_args={"enforce-eager": True})), config_folder=FIXTURES)["models"]
-    for m, w, e in zip(stack, wide, eager):
+    for m, w, e, kept in zip(stack, wide, eager, (912 * 2 ** 20, 992 * 2 ** 20)):
         args = m["args"]
         assert args[args.index("--max-cudagraph-capture-size") + 1] == "64" == str(m["plan"]["cudagraph_capture_max"])
-        assert m["plan"]["sleep_residual_bytes"] <= 1.1 * GIB
+        assert m["plan"]["max_num_seqs"] <= 64
+        assert kept <= m["plan"]["sleep_residual_bytes"] <= 1.1 * GIB
         # The inventory's own cap replaces ours, once, and the residual follows it.
         assert w["args"].count("--max-cudagraph-capture-size") == 1
         assert w["args"][w["args"].index("--max-cudagraph-capture-size") + 1] == "256"
-        layers = m["shape"]["num_layers"] + 1
-        assert (w["plan"]["sleep_residual_bytes"] - m["plan"]["sleep_residual_bytes"]
-                == pytest.approx((35 - 11) * layers * vp.DEFAULT_TUNABLES["sleep_graph_mib"] * 2 ** 20, abs=1))
+        assert w["plan"]["sleep_residual_bytes"] > m["plan"]["sleep_residual_bytes"] + 100 * 2 ** 20
         # No graphs, none kept and no cap asked for.
         assert "--max-cudagraph-capture-size" not in e["args"]
-        assert e["plan"]["sleep_residual_bytes"] < m["plan"]["sleep_residual_bytes"]
+        assert e["plan"]["sleep_residual_bytes"] < m["plan"]["sleep_residual_bytes"] - 100 * 2 ** 20
 
 
 def test_sleep_level_follows_the_nodes_memory():

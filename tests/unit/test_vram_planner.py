@@ -267,3 +267,16 @@ def test_capture_sizes_follow_vllms_rule():
     assert len(vp.cudagraph_capture_sizes(512)) == 51
     assert vp.cudagraph_capture_sizes(512, 300)[-2:] == [288, 300]
     assert vp.cudagraph_capture_sizes(64, 2048)[-1] == 64
+
+
+@pytest.mark.parametrize("model, seqs, cap, kept_mib", [
+    ("llama-3.1-8b-awq", 40, 80, 948), ("qwen2.5-7b-awq", 96, 192, 1176),   # switch_run1: vLLM's default sizes
+    ("llama-3.1-8b-awq", 16, 64, 912), ("qwen2.5-7b-awq", 56, 64, 992),     # switch_run2: capped at 64
+])
+def test_the_sleep_residual_states_what_the_gpu_kept(model, seqs, cap, kept_mib):
+    """What each server kept asleep on the H200 (nvidia-smi, per process), against
+    the residual for the max_num_seqs and capture size it ran with: never below,
+    and within the extra's margin above."""
+    shape = mc.shape_from_hf_config(gen_models.hf_config(model))
+    planned = vp.sleep_residual_bytes(shape, 1, max_num_seqs_cap=seqs, sleep_cudagraph_capture_max=cap) / 2 ** 20
+    assert kept_mib <= planned <= kept_mib + vp.DEFAULT_TUNABLES["sleep_residual_extra_mib"] + 4

@@ -139,6 +139,10 @@ def group_list(store):
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "kube-api-double"
+    # A response is written as headers, then body: with Nagle's algorithm on,
+    # the body waits for the client's delayed ACK, 40 ms a request (Go's
+    # net/http, kube-apiserver's, sets TCP_NODELAY).
+    disable_nagle_algorithm = True
     api: Api = None
 
     def log_message(self, fmt, *args):

@@ -87,6 +87,10 @@ class Listener(object):
             except OSError:
                 continue
             upstream.settimeout(None)
+            # kube-proxy forwards in the kernel and adds no delay; a relay that
+            # passes a reply on in pieces would wait on the peer's delayed ACK.
+            for sock in (client, upstream):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             threading.Thread(target=pump, args=(upstream, client), daemon=True).start()
             pump(client, upstream)
             return

@@ -24,6 +24,7 @@ class State:
 def make_handler(state, served_name, api_key, hold_s):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # as uvicorn: no 40 ms wait on a kept-alive reply
 
         def log_message(self, *_args):
             pass

@@ -148,10 +148,7 @@ def model_tunables(model, tunables=None):
         if value is not None:
             tun[key] = value
     if model.get("switch") == "sleep":
-        # Every batch a sleep model runs has its graph; its residual counts on it.
-        tun["max_num_seqs_cap"] = min(vram_planner.DEFAULT_TUNABLES["max_num_seqs_cap"]
-                                      if tun.get("max_num_seqs_cap") is None else tun["max_num_seqs_cap"],
-                                      vram_planner.sleep_cudagraph_capture_max(**tun))
+        tun = vram_planner.sleep_tunables(**tun)
     return tun
 
 
@@ -272,17 +269,16 @@ def compile_stack(view, node_configs=None, hub=None, config_folder=None, tunable
         where = view["where"][spec["name"]]
         shape, source = shapes[spec["name"]]
         gpu = view["gpus"][spec["node"]]
+        tun = model_tunables(spec, tunables)
         resident = sum(residual[s["name"]] for s in view["models"]
                        if s["name"] in residual and s["node"] == spec["node"] and s["name"] != spec["name"])
         reload_reserve = 0 if levels.get(spec["name"]) != 2 else vram_planner.sleep_reload_bytes(
-            shape, spec.get("dtype") or "auto", spec.get("quantization"), spec["tensor_parallel_size"],
-            **model_tunables(spec, tunables))
+            shape, spec.get("dtype") or "auto", spec.get("quantization"), spec["tensor_parallel_size"], **tun)
         plan = plan_model(spec, shape, gpu, tunables, where, resident + reload_reserve)
         plan["shape_source"] = source
         if spec["name"] in residual:
             plan["sleep_residual_bytes"] = residual[spec["name"]]
-            plan["cudagraph_capture_max"] = vram_planner.sleep_cudagraph_capture_max(
-                **model_tunables(spec, tunables))
+            plan["cudagraph_capture_max"] = vram_planner.sleep_cudagraph_capture_max(**tun)
             plan["sleep_level"] = levels[spec["name"]]
             plan["reload_reserve_bytes"] = reload_reserve
         active = runs_in_mode(spec, mode)

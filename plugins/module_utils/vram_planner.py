@@ -367,8 +367,8 @@ def sleep_residual_bytes(shape, tensor_parallel_size=1, **tunables):
     sleep_cudagraph_capture_max and the per-sequence vocabulary buffers. An
     upper bound: it counts max_num_seqs at its cap (a sleep model's is at most
     the capture size), and vLLM captures fewer full graphs below it."""
-    tun = _tunables(tunables)
-    seqs = min(int(tun["max_num_seqs_cap"]), int(tun["sleep_cudagraph_capture_max"]))
+    tun = _tunables(sleep_tunables(**tunables))
+    seqs = int(tun["max_num_seqs_cap"])
     graphs_mib = 0
     if not tun["enforce_eager"]:
         sizes = cudagraph_capture_sizes(tun["sleep_cudagraph_capture_max"], tun["max_num_batched_tokens"])
@@ -377,6 +377,14 @@ def sleep_residual_bytes(shape, tensor_parallel_size=1, **tunables):
     return (int((tun["cuda_context_mib"] + tun["sleep_residual_extra_mib"] + graphs_mib) * MIB)
             + int(seqs * shape["vocab_size"] * tun["sleep_bytes_per_seq_logit"])
             + _non_torch_bytes(tensor_parallel_size, tun))
+
+
+def sleep_tunables(**tunables):
+    """A sleep model's tunables: it serves at most as many sequences as the largest
+    batch it captures a graph for (every decode batch has its graph, and
+    sleep_residual_bytes counts on the cap)."""
+    tun = _tunables(tunables)
+    return dict(tunables, max_num_seqs_cap=min(int(tun["max_num_seqs_cap"]), int(tun["sleep_cudagraph_capture_max"])))
 
 
 def sleep_cudagraph_capture_max(**tunables):

@@ -14,8 +14,7 @@ import re
 import subprocess
 import sys
 
-import pytest
-from test_kube_api_double import ROOT, Double
+from test_kube_api_double import ROOT
 
 from ansible_collections.homelab.gpu_stack.plugins.module_utils import stack_model
 
@@ -34,14 +33,6 @@ PLAYBOOK = """\
         name: homelab.gpu_stack.litellm
         tasks_from: keys
 """
-
-
-@pytest.fixture(scope="module")
-def api(tmp_path_factory):
-    double = Double(tmp_path_factory.mktemp("keys-api"))
-    double.start()
-    yield double
-    double.stop()
 
 
 def run(api, tmp_path, consumers):
@@ -67,7 +58,8 @@ def secrets(api):
     return dict((n, d) for n, d in found.items() if n.startswith("gateway-key-"))
 
 
-def test_one_secret_per_consumer_idempotent_and_revoked(api, tmp_path):
+def test_one_secret_per_consumer_idempotent_and_revoked(kube_api, tmp_path):
+    api = kube_api
     assert run(api, tmp_path, ["open-webui", "n8n"]) > 0
     got = secrets(api)
     assert sorted(got) == ["gateway-key-n8n", "gateway-key-open-webui"]

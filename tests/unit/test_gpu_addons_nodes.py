@@ -3,17 +3,16 @@ nodes labelled and tainted beside the taints they had, a re-run that changes
 nothing, and a GPU node the cluster does not know refused by name."""
 
 import json
-import os
 import re
 import subprocess
 import sys
 
-import pytest
-from test_kube_api_double import ROOT, Double
+from playbook import run_playbook
 
 PLAYBOOK = """\
 - name: The GPU nodes
   hosts: localhost
+  connection: local
   gather_facts: false
   tasks:
     - name: Nodes as the kubelets registered them
@@ -31,14 +30,6 @@ TAINT = {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}
 OTHER_TAINT = {"key": "dedicated", "value": "games", "effect": "PreferNoSchedule"}
 
 
-@pytest.fixture(scope="module")
-def api(tmp_path_factory):
-    double = Double(tmp_path_factory.mktemp("nodes-api"))
-    double.start()
-    yield double
-    double.stop()
-
-
 def node(name, labels=None, taints=None):
     out = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": dict(labels or {})}}
     if taints:
@@ -47,14 +38,11 @@ def node(name, labels=None, taints=None):
 
 
 def run(api, tmp_path, gpu_nodes, registered):
-    (tmp_path / "play.yml").write_text(PLAYBOOK)
+    """(exit status, output): each test says which it expects."""
     extra = {"gpu_addons_kubeconfig": str(api.kubeconfig), "registered": registered,
              # What objects.yml builds from the stack model.
-             "gpu_addons_node_patches": [node(n, LABELS, [TAINT]) for n in gpu_nodes],
-             "ansible_python_interpreter": sys.executable}
-    proc = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), str(tmp_path / "play.yml"),
-                           "-e", json.dumps(extra)], cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
-                          env=dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1"))
+             "gpu_addons_node_patches": [node(n, LABELS, [TAINT]) for n in gpu_nodes]}
+    proc = run_playbook(tmp_path, PLAYBOOK, "localhost,", [json.dumps(extra)], expect_ok=False)
     return proc.returncode, proc.stdout + proc.stderr
 
 
@@ -70,7 +58,8 @@ def changed(out):
     return int(re.search(r"localhost\s+: ok=\d+\s+changed=(\d+)", out).group(1))
 
 
-def test_gpu_nodes_patched_once_beside_their_own_taints(api, tmp_path):
+def test_gpu_nodes_patched_once_beside_their_own_taints(kube_api, tmp_path):
+    api = kube_api
     registered = [node("gpu-a", {"kubernetes.io/hostname": "gpu-a"}, [OTHER_TAINT]), node("gpu-b"), node("cpu-c")]
     rc, out = run(api, tmp_path, ["gpu-a", "gpu-b"], registered)
     assert rc == 0, out[-4000:]
@@ -87,7 +76,7 @@ def test_gpu_nodes_patched_once_beside_their_own_taints(api, tmp_path):
     assert live(api, "gpu-a")["spec"]["taints"].count(TAINT) == 1
 
 
-def test_a_gpu_node_the_cluster_lacks_is_named(api, tmp_path):
-    rc, out = run(api, tmp_path, ["gpu-a", "gpu-z", "gpu-y"], [node("gpu-a")])
+def test_a_gpu_node_the_cluster_lacks_is_named(kube_api, tmp_path):
+    rc, out = run(kube_api, tmp_path, ["gpu-a", "gpu-z", "gpu-y"], [node("gpu-a")])
     assert rc != 0
     assert "gpu_addons_gpu_nodes: gpu-z, gpu-y not in the cluster" in out

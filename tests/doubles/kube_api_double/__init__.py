@@ -72,9 +72,10 @@
 #     change only status), scale (autoscaling/v1, deployments/replicasets/
 #     statefulsets), pods/eviction honouring PodDisruptionBudgets (429 with
 #     the real message and DisruptionBudget cause).
-#   * Controllers, one loop every 0.2 s: Deployment -> ReplicaSet (one per
-#     template hash, named <deploy>-<hash10>) -> Pods (<rs>-<rand5>, owner
-#     references), Recreate and RollingUpdate (maxSurge/maxUnavailable,
+#   * Controllers, a pass when the store changes (at most one per 0.2 s)
+#     and every second for what time alone changes: Deployment ->
+#     ReplicaSet (one per template hash, named <deploy>-<hash10>) -> Pods
+#     (<rs>-<rand5>, owner references), Recreate and RollingUpdate (maxSurge/maxUnavailable,
 #     readiness, minReadySeconds), Deployment/ReplicaSet status and
 #     conditions with the real reasons; a scheduler (Ready, unschedulable,
 #     nodeSelector, required node affinity, taints/tolerations, requests vs

@@ -172,12 +172,13 @@ def node_affinity_ok(spec, labels):
 
 
 class Controllers:
-    def __init__(self, store, node_grace_s=40, fake_kubelet=False, interval=0.2, shared_pod_network=False):
+    def __init__(self, store, node_grace_s=40, fake_kubelet=False, interval=0.2, shared_pod_network=False, resync_s=1.0):
         self.store = store
         self.grace = node_grace_s
         self.fake_kubelet = fake_kubelet
         self.shared_pod_network = shared_pod_network
         self.interval = interval
+        self.resync_s = resync_s
         self.stop = threading.Event()
         self.rt = {k: store.rtype_by_kind(*k) for k in [
             ("Pod", ""), ("Node", ""), ("Namespace", ""), ("Service", ""), ("Endpoints", ""), ("Secret", ""),
@@ -186,7 +187,17 @@ class Controllers:
         self.ip_seq = 0
 
     def run(self):
+        # A pass when the store changed (as kube-controller-manager's informers wake it), at most one per
+        # interval, and every resync_s for what time alone changes (a node's heartbeat grace,
+        # minReadySeconds, grace periods, token expiry). Passing every interval regardless kept a core
+        # ~30% busy copying an idle cluster's objects, time every other process on the host lost.
+        seen, resync_at = None, 0.0
         while not self.stop.wait(self.interval):
+            with self.store.lock:
+                while self.store.rv == seen and time.monotonic() < resync_at and not self.stop.is_set():
+                    self.store.changed.wait(min(resync_at - time.monotonic(), 0.5))
+                seen = self.store.rv
+            resync_at = time.monotonic() + self.resync_s
             for step in (self.node_lifecycle, self.garbage_collect, self.namespaces, self.deployments, self.replicasets,
                          self.schedule, self.kubelet, self.disruption_budgets, self.endpoints, self.tokens):
                 try:
@@ -197,9 +208,9 @@ class Controllers:
                 except Exception:
                     traceback.print_exc()
 
-    def _all(self, kind, ns=None):
+    def _all(self, kind, ns=None, where=None):
         rt = self.rt[kind]
-        return self.store.all(rt.group, rt.plural, ns)
+        return self.store.all(rt.group, rt.plural, ns, where)
 
     # ------------------------------------------------------------------ nodes
 
@@ -309,7 +320,7 @@ class Controllers:
             if terminating(d):
                 continue
             ns, spec = d["metadata"]["namespace"], d["spec"]
-            owned = [rs for rs in self._all("ReplicaSet", ns) if (controller_of(rs) or {}).get("uid") == d["metadata"]["uid"]]
+            owned = self._all("ReplicaSet", ns, lambda rs, uid=d["metadata"]["uid"]: (controller_of(rs) or {}).get("uid") == uid)
             tpl = copy.deepcopy(spec["template"])
             h = template_hash(tpl)
             new_rs = next((rs for rs in owned if rs["metadata"].get("labels", {}).get("pod-template-hash") == h), None)
@@ -387,9 +398,10 @@ class Controllers:
     def _pods_of(self, rs, include_terminating=False):
         # Like the real controller's FilterActivePods: a Succeeded or Failed pod
         # (say refused by its kubelet's admission) no longer counts, so it is replaced.
-        return [p for p in self._all("Pod", rs["metadata"]["namespace"]) if (controller_of(p) or {}).get("uid") == rs["metadata"]["uid"]
-                and (include_terminating or not terminating(p))
-                and (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")]
+        uid = rs["metadata"]["uid"]
+        return self._all("Pod", rs["metadata"]["namespace"], lambda p: (controller_of(p) or {}).get("uid") == uid
+                         and (include_terminating or not terminating(p))
+                         and (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed"))
 
     def _available(self, rs):
         mrs = (rs.get("spec") or {}).get("minReadySeconds", 0)
@@ -678,7 +690,7 @@ class Controllers:
     def pdb_numbers(self, pdb):
         ns = pdb["metadata"]["namespace"]
         sel = pdb["spec"].get("selector")
-        pods = [p for p in self._all("Pod", ns) if sel is not None and label_selector_matches(sel, p["metadata"].get("labels"))]
+        pods = self._all("Pod", ns, lambda p: sel is not None and label_selector_matches(sel, p["metadata"].get("labels")))
         healthy = sum(1 for p in pods if pod_ready(p) and not terminating(p))
         spec = pdb["spec"]
         if "maxUnavailable" in spec:
@@ -753,8 +765,8 @@ class Controllers:
             if not sel or terminating(svc):
                 continue
             ns, name = svc["metadata"]["namespace"], svc["metadata"]["name"]
-            pods = [p for p in self._all("Pod", ns) if all((p["metadata"].get("labels") or {}).get(k) == v for k, v in sel.items())
-                    and (p.get("status") or {}).get("podIP") and not terminating(p)]
+            pods = self._all("Pod", ns, lambda p, sel=sel: all((p["metadata"].get("labels") or {}).get(k) == v for k, v in sel.items())
+                             and (p.get("status") or {}).get("podIP") and not terminating(p))
             ready, not_ready = [], []
             for p in sorted(pods, key=lambda p: p["status"]["podIP"]):
                 a = {"ip": p["status"]["podIP"], "nodeName": p["spec"].get("nodeName"),
@@ -795,9 +807,8 @@ class Controllers:
 
     def tokens(self):
         """The token controller: a kubernetes.io/service-account-token Secret gets a token, the CA and its namespace."""
-        for s in self._all("Secret"):
-            if s.get("type") != "kubernetes.io/service-account-token" or (s.get("data") or {}).get("token"):
-                continue
+        for s in self._all("Secret", where=lambda s: s.get("type") == "kubernetes.io/service-account-token"
+                           and not (s.get("data") or {}).get("token")):
             sa_name = (s["metadata"].get("annotations") or {}).get("kubernetes.io/service-account.name")
             ns = s["metadata"]["namespace"]
             sa = self.store.get_obj(self.rt["ServiceAccount"], ns, sa_name) if sa_name else None
@@ -815,10 +826,9 @@ class Controllers:
     ca_pem = ""
 
     def service_account_for_token(self, token):
-        for s in self._all("Secret"):
-            if s.get("type") == "kubernetes.io/service-account-token":
-                t = (s.get("data") or {}).get("token")
-                if t and base64.b64decode(t).decode() == token:
-                    return "system:serviceaccount:%s:%s" % (s["metadata"]["namespace"],
-                                                            (s["metadata"].get("annotations") or {}).get("kubernetes.io/service-account.name"))
+        for s in self._all("Secret", where=lambda s: s.get("type") == "kubernetes.io/service-account-token"):
+            t = (s.get("data") or {}).get("token")
+            if t and base64.b64decode(t).decode() == token:
+                return "system:serviceaccount:%s:%s" % (s["metadata"]["namespace"],
+                                                        (s["metadata"].get("annotations") or {}).get("kubernetes.io/service-account.name"))
         return None

@@ -180,10 +180,12 @@ class Store:
             raise not_found(rt, name)
         return o
 
-    def all(self, group, plural, ns=None):
+    def all(self, group, plural, ns=None, where=None):
+        """Copies of the objects of a resource (in a namespace); `where`, given, sees each stored object
+        read-only and picks what is copied: the controllers' passes copy only what they look at."""
         with self.lock:
             return [copy.deepcopy(o) for (g, p, n, _name), o in sorted(self.objects.items())
-                    if g == group and p == plural and (ns is None or n == ns)]
+                    if g == group and p == plural and (ns is None or n == ns) and (where is None or where(o))]
 
     def list(self, rt, ns, label_reqs=(), field_reqs=()):
         items = [o for o in self.all(rt.group, rt.plural, ns if rt.namespaced and ns else None)

@@ -75,9 +75,9 @@
 #   * Controllers, a pass when the store changes (at most one per 0.2 s)
 #     and every second for what time alone changes: Deployment ->
 #     ReplicaSet (one per template hash, named <deploy>-<hash10>) -> Pods
-#     (<rs>-<rand5>, owner references), Recreate and RollingUpdate (maxSurge/maxUnavailable,
-#     readiness, minReadySeconds), Deployment/ReplicaSet status and
-#     conditions with the real reasons; a scheduler (Ready, unschedulable,
+#     (<rs>-<rand5>, owner references), Recreate and RollingUpdate
+#     (maxSurge/maxUnavailable, readiness, minReadySeconds),
+#     Deployment/ReplicaSet status and conditions with the real reasons; a scheduler (Ready, unschedulable,
 #     nodeSelector, required node affinity, taints/tolerations, requests vs
 #     allocatable incl. extended resources, hostPorts in use (with
 #     --shared-pod-network, as the k3s double runs it: every containerPort,

@@ -189,8 +189,8 @@ class Controllers:
     def run(self):
         # A pass when the store changed (as kube-controller-manager's informers wake it), at most one per
         # interval, and every resync_s for what time alone changes (a node's heartbeat grace,
-        # minReadySeconds, grace periods, token expiry). Passing every interval regardless kept a core
-        # ~30% busy copying an idle cluster's objects, time every other process on the host lost.
+        # minReadySeconds, a Deployment's progress deadline). Passing every interval regardless kept a
+        # core ~30% busy copying an idle cluster's objects, time every other process on the host lost.
         seen, resync_at = None, 0.0
         while not self.stop.wait(self.interval):
             with self.store.lock:
